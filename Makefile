@@ -1,0 +1,42 @@
+# geneface — common commands. `make help` lists them.
+SHELL := /bin/bash
+PY ?= .venv/bin/python
+PYTHON_BOOT ?= python3
+stage ?=
+speaker ?=
+args ?=
+dir ?=
+
+.PHONY: help setup test test-fast test-all demo data train check clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: ## create .venv and install geneface with its pinned dependencies (CPU torch unless one is present)
+	$(PYTHON_BOOT) -m venv .venv
+	$(PY) -m pip install --upgrade pip setuptools wheel
+	$(PY) -m pip install -e .
+	$(PY) -m pip check
+
+test: ## the default test suite (CPU; includes slow and realdata tests, skips gpu)
+	$(PY) -m pytest -q $(args)
+
+test-fast: ## the quick tests only (no slow ones)
+	$(PY) -m pytest -q -m "not slow" $(args)
+
+data: ## write the synthetic speaker `demo` and the synthetic corpus under outputs/data/
+	$(PY) -m geneface.data.synthetic $(args)
+
+demo: data ## built-in default: synthetic data, then SyncNet on the synthetic corpus (CPU, minutes)
+	$(PY) -m geneface.train stage=syncnet speaker=synthetic_corpus $(args)
+
+train: ## train a stage: make train stage=syncnet speaker=lrs3 args="trainer.max_steps=100"
+	@test -n "$(stage)" || { echo "usage: make train stage=<stage> [speaker=<speaker>] [args=...]"; exit 2; }
+	$(PY) -m geneface.train stage=$(stage) $(if $(speaker),speaker=$(speaker)) $(args)
+
+check: ## validate a dataset directory: make check dir=outputs/data/demo
+	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }
+	$(PY) -m geneface.data.check $(dir)
+
+clean: ## remove run outputs (keeps outputs/data)
+	find outputs -mindepth 1 -maxdepth 1 ! -name data -exec rm -rf {} +

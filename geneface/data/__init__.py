@@ -1,0 +1,1 @@
+"""The data contract (schemas, readers, validator), Datasets and DataModules."""

@@ -1,0 +1,133 @@
+"""Corpus format: one `.npz` record per clip plus an index; written clip by clip, read as a stream.
+
+Layout: `<root>/clips/<speaker>/<clip>.npz` (arrays of contract.CLIP_ARRAYS), `<root>/index.tsv`
+and `<root>/meta.json`, the last two rebuilt from the clips by `finalize_corpus`. Clip files are
+written atomically, so a killed job leaves only complete clips and a re-run skips them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geneface.data import contract
+from geneface.utils.io import save_json, save_npz, save_text
+
+
+@dataclass(frozen=True)
+class ClipEntry:
+    item_id: str      # "<speaker>/<clip>"
+    speaker: str
+    path: str         # relative to the corpus root
+    num_frames: int
+    split: str
+
+
+def clip_path(root: str | Path, speaker: str, clip: str) -> Path:
+    return Path(root) / contract.CORPUS_CLIPS_DIR / speaker / f"{clip}.npz"
+
+
+def write_clip(root: str | Path, speaker: str, clip: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Atomically write one clip record; arrays are cast to the contract's dtypes."""
+    specs = {s.name: s for s in contract.CLIP_ARRAYS}
+    missing = [s.name for s in contract.CLIP_ARRAYS if s.required and s.name not in arrays]
+    if missing:
+        raise ValueError(f"clip {speaker}/{clip}: missing arrays {missing}")
+    unknown = sorted(set(arrays) - set(specs))
+    if unknown:
+        raise ValueError(f"clip {speaker}/{clip}: arrays {unknown} are not in the contract")
+    out = clip_path(root, speaker, clip)
+    save_npz(out, **{k: np.asarray(v, dtype=specs[k].dtype) for k, v in arrays.items()})
+    return out
+
+
+def default_split(item_id: str, val_every: int) -> str:
+    """Stable split by a hash of the item id: about 1 clip in `val_every` validates (LRS3: 100)."""
+    digest = int(hashlib.sha1(item_id.encode()).hexdigest()[:8], 16)
+    return "val" if digest % val_every == 0 else "train"
+
+
+def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frames: int = 1) -> list[ClipEntry]:
+    """Scan the clips, write index.tsv and then meta.json (which marks the corpus complete)."""
+    root = Path(root)
+    entries = []
+    for npz in sorted((root / contract.CORPUS_CLIPS_DIR).glob("*/*.npz")):
+        speaker, clip = npz.parent.name, npz.stem
+        with np.load(npz) as data:
+            num_frames = int(data["idexp_lm3d"].shape[0])
+        if num_frames < min_frames:
+            continue
+        item_id = f"{speaker}/{clip}"
+        entries.append(ClipEntry(item_id, speaker, str(npz.relative_to(root)), num_frames,
+                                 default_split(item_id, val_every)))
+    if entries and not any(e.split == "val" for e in entries):  # tiny corpora: keep one val clip
+        e = entries[-1]
+        entries[-1] = ClipEntry(e.item_id, e.speaker, e.path, e.num_frames, "val")
+    rows = ["\t".join(contract.INDEX_COLUMNS)]
+    rows += [f"{e.item_id}\t{e.speaker}\t{e.path}\t{e.num_frames}\t{e.split}" for e in entries]
+    save_text(root / contract.INDEX_FILE, "\n".join(rows) + "\n")
+    save_json(root / contract.META_FILE, {
+        "schema_version": contract.SCHEMA_VERSION, "kind": "corpus", "name": name,
+        "fps": contract.FPS, "feature_rate": contract.FEATURE_RATE, "num_clips": len(entries),
+        "num_speakers": len({e.speaker for e in entries}),
+        "num_frames": sum(e.num_frames for e in entries),
+    })
+    return entries
+
+
+def read_index(root: str | Path) -> list[ClipEntry]:
+    root = Path(root)
+    index = root / contract.INDEX_FILE
+    if not (root / contract.META_FILE).exists() or not index.exists():
+        raise FileNotFoundError(
+            f"{root} is not a finished corpus (no {contract.META_FILE} / {contract.INDEX_FILE}). "
+            f"Process one with `python -m geneface.process.corpus`, or write the synthetic one with "
+            f"`python -m geneface.data.synthetic`, then check it with `python -m geneface.data.check {root}`.")
+    with open(index, newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        return [ClipEntry(r["item_id"], r["speaker"], r["path"], int(r["num_frames"]), r["split"])
+                for r in reader]
+
+
+class CorpusDataset(Dataset):
+    """Map-style view of one split; each item is loaded from its own file when asked for.
+
+    Only the index is held in memory, so the corpus may be far larger than RAM.
+    Item: {"item_id", "speaker", "mel" [A,80], "f0" [A], "idexp_lm3d" [T,68,3]} as tensors (A = 2T).
+    """
+
+    def __init__(self, root: str | Path, split: str, min_frames: int = 1, max_frames: int | None = None):
+        if split not in contract.SPLITS:
+            raise ValueError(f"split must be one of {contract.SPLITS}, got {split!r}")
+        self.root = Path(root)
+        self.max_frames = max_frames
+        self.entries = [e for e in read_index(self.root) if e.split == split and e.num_frames >= min_frames]
+        if not self.entries:
+            raise ValueError(f"corpus {self.root} has no {split} clips of at least {min_frames} frames")
+        speakers = sorted({e.speaker for e in read_index(self.root)})
+        self.speaker_ids = {s: i for i, s in enumerate(speakers)}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def lengths(self) -> list[int]:
+        return [e.num_frames for e in self.entries]
+
+    def __getitem__(self, i: int) -> dict:
+        entry = self.entries[i]
+        with np.load(self.root / entry.path) as data:
+            mel, f0, idexp = data["mel"], data["f0"], data["idexp_lm3d"]
+        num_frames = idexp.shape[0] if self.max_frames is None else min(idexp.shape[0], self.max_frames)
+        return {
+            "item_id": entry.item_id,
+            "speaker_id": self.speaker_ids[entry.speaker],
+            "mel": torch.from_numpy(np.ascontiguousarray(mel[: 2 * num_frames])),
+            "f0": torch.from_numpy(np.ascontiguousarray(f0[: 2 * num_frames])),
+            "idexp_lm3d": torch.from_numpy(np.ascontiguousarray(idexp[:num_frames])),
+        }

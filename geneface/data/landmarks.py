@@ -1,0 +1,47 @@
+"""Landmark index semantics: MediaPipe's 478-point face mesh and its 68-point iBUG-order subset.
+
+iBUG order is the one of dlib / face_alignment / GeneFace's BFM keypoints: 0–16 jaw (subject's
+right to left), 17–21 right brow, 22–26 left brow, 27–30 nose bridge, 31–35 nose base, 36–41 right
+eye, 42–47 left eye, 48–59 outer lips, 60–67 inner lips. "Right" is the subject's right, which is
+the image's left in a frontal view. MediaPipe's indices 468–477 are the irises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# MEDIAPIPE_TO_IBUG68[k] is the MediaPipe index of iBUG point k.
+MEDIAPIPE_TO_IBUG68: tuple[int, ...] = (
+    # jaw 0–16
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,
+    # right brow 17–21, left brow 22–26
+    70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
+    # nose bridge 27–30, nose base 31–35
+    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    # right eye 36–41, left eye 42–47
+    33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
+    # outer lips 48–59, inner lips 60–67
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91, 78, 81, 13, 311, 308, 402, 14, 178,
+)
+assert len(MEDIAPIPE_TO_IBUG68) == 68 and len(set(MEDIAPIPE_TO_IBUG68)) == 68
+
+NUM_MEDIAPIPE = 478
+NUM_IBUG = 68
+
+JAW = tuple(range(0, 17))
+BROWS = tuple(range(17, 27))
+NOSE = tuple(range(27, 36))
+EYES = tuple(range(36, 48))
+MOUTH = tuple(range(48, 68))  # the 20 points SyncNet watches
+# Points that move with the skull, not with expression: eye corners, nose, upper jaw contour.
+RIGID = (0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
+
+
+def ibug68_from_mediapipe(landmarks478: np.ndarray) -> np.ndarray:
+    """[..., 478, C] → [..., 68, C] in iBUG order."""
+    return landmarks478[..., list(MEDIAPIPE_TO_IBUG68), :]
+
+
+def mouth_points(landmarks68: np.ndarray) -> np.ndarray:
+    """[..., 68, 3] → [..., 20, 3], points 48–67."""
+    return landmarks68[..., MOUTH[0] : MOUTH[-1] + 1, :]

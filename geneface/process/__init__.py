@@ -1,0 +1,1 @@
+"""Offline feature extraction (video io, audio features, landmarks, pose, masks). No Lightning/Hydra."""
