@@ -1,0 +1,66 @@
+"""Training entry point: `python -m geneface.train stage=<stage> speaker=<speaker> [overrides]`.
+
+Instantiates the stage's data module and LightningModule, the callbacks, loggers and trainer from
+the composed config, fits, and returns the optimised metric (for sweepers).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def _resume_path(cfg: DictConfig) -> str | None:
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
+    if cfg.get("resume") and last.is_file():
+        log.info(f"Resuming from {last} (pass resume=false to start over)")
+        return str(last)
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # Sweep jobs must not share the stage's stable checkpoints: each keeps its own.
+        with open_dict(cfg):
+            cfg.paths.ckpt_dir = str(Path(cfg.paths.run_dir) / "checkpoints")
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = instantiate(cfg.stage.data)
+    model: L.LightningModule = instantiate(cfg.stage.model)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks.append(ConfigInCheckpoint(cfg))
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    if not trainer.fast_dev_run and trainer.checkpoint_callback is not None:
+        # the last step is not always a validation step: make sure last.ckpt is the final state
+        trainer.save_checkpoint(Path(cfg.paths.ckpt_dir) / "last.ckpt")
+        log.info(f"Checkpoints in {cfg.paths.ckpt_dir}")
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name else None
+
+
+if __name__ == "__main__":
+    main()
