@@ -5,6 +5,7 @@ PYTHON_BOOT ?= python3
 stage ?=
 speaker ?=
 args ?=
+data_args ?=
 dir ?=
 
 .PHONY: help setup test test-fast test-all demo data train check clean
@@ -25,12 +26,12 @@ test-fast: ## the quick tests only (no slow ones)
 	$(PY) -m pytest -q -m "not slow" $(args)
 
 data: ## write the synthetic speaker `demo` and the synthetic corpus under outputs/data/
-	$(PY) -m geneface.data.synthetic $(args)
+	$(PY) -m geneface.data.synthetic $(data_args)
 
-demo: data ## built-in default: synthetic data, then SyncNet on the synthetic corpus (CPU, minutes)
-	$(PY) -m geneface.train stage=syncnet speaker=synthetic_corpus $(args)
+demo: data ## built-in default: synthetic data, then a CPU-sized SyncNet trained on it (minutes)
+	$(PY) -m geneface.train experiment=syncnet_cpu $(args)
 
-train: ## train a stage: make train stage=syncnet speaker=lrs3 args="trainer.max_steps=100"
+train: ## train a stage: make train stage=syncnet speaker=lrs3 args="stage.max_steps=100"
 	@test -n "$(stage)" || { echo "usage: make train stage=<stage> [speaker=<speaker>] [args=...]"; exit 2; }
 	$(PY) -m geneface.train stage=$(stage) $(if $(speaker),speaker=$(speaker)) $(args)
 
