@@ -1,0 +1,562 @@
+"""The data-contract validator: checks a speaker or corpus directory against contract v1.
+
+`validate(root)` returns a `ValidationReport` for a valid dataset and raises `DatasetError` at the
+first problem it finds, naming the file, the array, what was expected and found, and what to do.
+The kind (speaker or corpus) comes from meta.json. Corpus clips are checked one at a time, so a
+corpus far larger than memory can be checked; `max_clips` spot-checks an evenly spaced subset.
+
+Command line: `python -m geneface.data.check <dir> [--max-clips N]` (geneface/data/check.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from geneface.data import contract
+from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
+from geneface.data.speaker import frame_name
+
+PROGRESS_MIN_CLIPS = 1000   # show a progress bar when at least this many clips are checked
+_CHUNK = 4096               # rows per chunk when scanning memory-mapped arrays
+_LANDMARK_ATOL = 1e-4       # px: landmarks68 must equal landmarks478[:, MEDIAPIPE_TO_IBUG68]
+_POSE_ATOL = 1e-3           # rotation orthonormality and c2w = [Rᵀ | −Rᵀt]
+_EYE_SPAN_RTOL = 0.05       # mean_shape: outer eye corners (iBUG 36, 45) are 1 head unit apart
+
+
+class DatasetError(ValueError):
+    """A dataset that breaks the contract: `path` is the offending file, `problem` what is wrong
+    (expected vs found), `fix` what to do about it; `str(err)` holds all three."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, fix: str | None = None):
+        self.path = Path(path)
+        self.problem = problem
+        self.fix = fix
+        self.message = f"{self.path}: {problem}" + (f"\n  fix: {fix}" if fix else "")
+        super().__init__(self.message)
+
+    def __reduce__(self):  # picklable, e.g. when raised inside a DataLoader worker
+        return type(self), (self.path, self.problem, self.fix)
+
+
+@dataclass
+class ValidationReport:
+    """What a valid dataset holds. Speaker counts are frames; corpus counts are clips."""
+
+    root: Path
+    kind: str                         # "speaker" | "corpus"
+    name: str
+    schema_version: int
+    num_frames: int                   # speaker: T; corpus: total over the index
+    num_train: int                    # speaker: train frames; corpus: train clips
+    num_val: int                      # speaker: val frames; corpus: val clips
+    duration_s: float                 # num_frames / fps
+    size_bytes: int                   # on disk (corpus: estimated from the checked clips if spot-checked)
+    height: int | None = None         # speaker only
+    width: int | None = None
+    focal: float | None = None
+    hubert_dim: int | None = None     # D, when HuBERT features are present
+    num_clips: int | None = None      # corpus only
+    num_speakers: int | None = None
+    clips_checked: int | None = None
+    extras: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One paragraph for people."""
+        size = _fmt_bytes(self.size_bytes)
+        hubert = f", HuBERT {self.hubert_dim}-d" if self.hubert_dim else ", no HuBERT"
+        if self.kind == "speaker":
+            return (
+                f"OK: speaker dataset '{self.name}' (schema v{self.schema_version}) at {self.root}: "
+                f"{self.num_frames} frames at {contract.FPS} fps ({_fmt_duration(self.duration_s)}), "
+                f"{self.width}×{self.height} px, focal {self.focal:g} px; "
+                f"train {self.num_train} frames, val {self.num_val} frames; "
+                f"16 kHz mono audio, mel/f0 {2 * self.num_frames} frames at "
+                f"{contract.FEATURE_RATE} Hz{hubert}; "
+                f"{size} on disk.")
+        checked = ("all clips checked" if self.clips_checked == self.num_clips
+                   else f"{self.clips_checked} of {self.num_clips} clips spot-checked, size estimated")
+        return (
+            f"OK: corpus '{self.name}' (schema v{self.schema_version}) at {self.root}: "
+            f"{self.num_clips} clips from {self.num_speakers} speakers, {self.num_frames} frames "
+            f"({_fmt_duration(self.duration_s)}); train {self.num_train} clips, val {self.num_val} clips"
+            f"{hubert}; {size} on disk ({checked}).")
+
+
+def validate(root: str | os.PathLike, max_clips: int | None = None,
+             progress: bool | None = None) -> ValidationReport:
+    """Check the dataset at `root` against the contract; raise DatasetError at the first problem.
+
+    max_clips: corpus only, check at most this many clips (evenly spaced over the index); the
+    index itself is always read in full. progress: show a tqdm bar over the clips (None: only
+    when at least PROGRESS_MIN_CLIPS clips are checked).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(root, "no such dataset directory",
+                           "check the path; process a dataset first (`python -m geneface.process ...`)")
+    meta = _read_meta(root)
+    if meta["kind"] == "speaker":
+        return _validate_speaker(root, meta)
+    return _validate_corpus(root, meta, max_clips=max_clips, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# meta.json
+
+def _read_meta(root: Path) -> dict:
+    path = root / contract.META_FILE
+    if not path.exists():
+        partial = sorted(p.name for p in root.parent.glob(f".{root.name}.*.partial"))
+        seen = f" (a temporary {partial[0]} lies beside it)" if partial else ""
+        inside = sorted(p.parent.name for p in root.glob(f"*/{contract.META_FILE}"))
+        if inside:  # e.g. `check outputs/data` when the datasets are outputs/data/<name>
+            raise DatasetError(path, f"no {contract.META_FILE} here, but {len(inside)} dataset(s) below: "
+                                     f"{', '.join(inside[:5])}",
+                               f"check one of them, e.g. {root / inside[0]}")
+        raise DatasetError(
+            path, f"incomplete: no {contract.META_FILE} — the dataset was not finished writing{seen}",
+            "re-run processing (meta.json is written last, so a dataset without it is incomplete); "
+            "for a corpus, run finalize_corpus after the last clip")
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DatasetError(path, f"cannot be read as JSON ({err})", "re-run processing") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(path, f"expected a JSON object, found {type(meta).__name__}", "re-run processing")
+    version = meta.get("schema_version")
+    if version != contract.SCHEMA_VERSION:
+        raise DatasetError(
+            path, f"schema_version is {version!r}, this code reads version {contract.SCHEMA_VERSION}",
+            "re-process the data with this version of geneface, or use the geneface version that wrote it")
+    kind = meta.get("kind")
+    if kind not in ("speaker", "corpus"):
+        raise DatasetError(path, f"kind is {kind!r}, expected 'speaker' or 'corpus'", "re-run processing")
+    keys = contract.SPEAKER_META_KEYS if kind == "speaker" else contract.CORPUS_META_KEYS
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise DatasetError(path, f"{kind} meta lacks the required keys {missing}", "re-run processing")
+    expected = {"fps": contract.FPS, "feature_rate": contract.FEATURE_RATE}
+    if kind == "speaker":
+        expected["sample_rate"] = contract.SAMPLE_RATE
+    for key, value in expected.items():
+        if meta[key] != value:
+            raise DatasetError(path, f"{key} is {meta[key]!r}, the contract fixes it at {value}",
+                               "re-run processing (video is resampled to 25 fps, audio to 16 kHz)")
+    counts = ("num_frames", "num_train", "height", "width") if kind == "speaker" else ("num_clips",)
+    for key in counts:
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
+            raise DatasetError(path, f"{key} is {meta[key]!r}, expected a non-negative integer",
+                               "re-run processing")
+    if kind == "speaker":
+        for key in ("num_frames", "height", "width"):
+            if meta[key] == 0:
+                raise DatasetError(path, f"{key} is 0", "re-run processing on a non-empty video")
+        for key in ("focal", "cx", "cy"):
+            value = meta[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise DatasetError(path, f"{key} is {value!r}, expected a positive number of pixels",
+                                   "re-run processing")
+    return meta
+
+
+# ---------------------------------------------------------------------------------------------
+# speaker
+
+def _speaker_fix(meta: dict) -> str:
+    name = meta.get("name", "<name>")
+    return (f"re-run processing for this speaker (`python -m geneface.process speaker={name} "
+            f"video=<file>`) or rewrite it with geneface.data.speaker.write_speaker_dataset")
+
+
+def _validate_speaker(root: Path, meta: dict) -> ValidationReport:
+    fix = _speaker_fix(meta)
+    num_frames, height, width = meta["num_frames"], meta["height"], meta["width"]
+    symbols: dict[str, int] = {"T": num_frames, "A": contract.FEATURES_PER_FRAME * num_frames}
+
+    # Every required array file exists; then dtype and shape of each present one.
+    for spec in contract.SPEAKER_ARRAYS:
+        path = root / f"{spec.name}.npy"
+        if spec.required and not path.exists():
+            raise DatasetError(path, f"missing array file {path.name} ('{spec.name}': {spec.doc})", fix)
+    arrays: dict[str, np.ndarray] = {}
+    for spec in contract.SPEAKER_ARRAYS:
+        path = root / f"{spec.name}.npy"
+        if not path.exists():
+            continue
+        array = _load_npy(path, fix)
+        _check_array(path, spec, array, symbols, fix, num_frames)
+        arrays[spec.name] = array
+
+    # Audio: 16 kHz mono, exactly T·640 samples.
+    wav = root / contract.SPEAKER_AUDIO
+    if not wav.exists():
+        raise DatasetError(wav, f"missing {contract.SPEAKER_AUDIO} (16 kHz mono, T·640 samples)", fix)
+    try:
+        info = sf.info(str(wav))
+    except Exception as err:  # soundfile raises its own LibsndfileError / RuntimeError
+        raise DatasetError(wav, f"cannot be read as audio ({err})", fix) from None
+    if info.samplerate != contract.SAMPLE_RATE or info.channels != 1:
+        raise DatasetError(wav, f"expected {contract.SAMPLE_RATE} Hz mono, found {info.samplerate} Hz with "
+                                f"{info.channels} channels", fix)
+    expected_samples = num_frames * contract.SAMPLES_PER_FRAME
+    if info.frames != expected_samples:
+        raise DatasetError(
+            wav, f"audio has {info.frames} samples but the video has {num_frames} frames; expected exactly "
+                 f"{contract.SAMPLES_PER_FRAME} per frame ({expected_samples})",
+            "cut or pad the audio to T·640 samples (geneface.process.audio.fit_to_frames) "
+            "and re-run processing")
+
+    # frames/ and labels/: exactly T files named 000000.jpg … / 000000.png.
+    size_bytes = sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+    for folder, ext in ((contract.SPEAKER_FRAMES_DIR, "jpg"), (contract.SPEAKER_LABELS_DIR, "png")):
+        size_bytes += _check_image_folder(root / folder, ext, num_frames, fix)
+
+    # Background and one frame / one label: sizes and label values.
+    _check_image(root / contract.SPEAKER_BACKGROUND, height, width, 3, fix)
+    _check_image(root / contract.SPEAKER_FRAMES_DIR / frame_name(0, "jpg"), height, width, 3, fix)
+    label_path = root / contract.SPEAKER_LABELS_DIR / frame_name(0, "png")
+    label = _check_image(label_path, height, width, None, fix)
+    allowed = [int(v) for v in contract.Label]
+    if not np.isin(label, allowed).all():
+        bad = sorted(set(np.unique(label).tolist()) - set(allowed))
+        raise DatasetError(label_path, f"label values {bad[:8]} are not in contract.Label {allowed} "
+                                       f"(background/head/neck/torso)", fix)
+
+    # The split.
+    meta_path = root / contract.META_FILE
+    if meta["num_train"] != contract.num_train_frames(num_frames):
+        raise DatasetError(meta_path, f"num_train is {meta['num_train']}, expected ⌊10·T/11⌋ = "
+                                      f"{contract.num_train_frames(num_frames)} for T = {num_frames}", fix)
+
+    # Values: finite floats, positive std, landmarks68 the iBUG subset of landmarks478, poses.
+    for spec in contract.SPEAKER_ARRAYS:
+        if spec.name in arrays and spec.dtype.startswith("float"):
+            _check_finite(root / f"{spec.name}.npy", spec.name, arrays[spec.name], fix)
+    std = arrays["idexp_lm3d_std"]
+    if not (std > 0).all():
+        where = tuple(int(i) for i in np.argwhere(~(std > 0))[0])
+        raise DatasetError(root / "idexp_lm3d_std.npy",
+                           f"idexp_lm3d_std must be > 0 everywhere; found {float(std[where])} "
+                           f"at [point, coord] {list(where)}", fix)
+    _check_landmarks68(root, arrays["landmarks478"], arrays["landmarks68"], fix)
+    _check_poses(root, arrays["head_R"], arrays["head_t"], arrays["c2w"], fix)
+    mean_shape = arrays["mean_shape"]
+    span = float(np.linalg.norm(mean_shape[45] - mean_shape[36]))
+    if abs(span - 1.0) > _EYE_SPAN_RTOL:
+        raise DatasetError(root / "mean_shape.npy",
+                           f"the outer eye corners (iBUG 36, 45) of mean_shape are {span:.4g} apart; "
+                           f"the head unit is that distance, so expected 1", fix)
+
+    hubert = arrays.get("hubert")
+    return ValidationReport(
+        root=root, kind="speaker", name=str(meta["name"]), schema_version=meta["schema_version"],
+        num_frames=num_frames, num_train=meta["num_train"], num_val=num_frames - meta["num_train"],
+        duration_s=num_frames / contract.FPS, size_bytes=size_bytes, height=height, width=width,
+        focal=float(meta["focal"]), hubert_dim=None if hubert is None else int(hubert.shape[1]))
+
+
+def _load_npy(path: Path, fix: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as err:
+        raise DatasetError(path, f"cannot be read as a .npy array ({err})", fix) from None
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_array(path: Path, spec: contract.ArraySpec, array: np.ndarray, symbols: dict[str, int],
+                 fix: str, num_frames: int, where: str = "") -> None:
+    """dtype and shape of one array; binds free symbols (D) in `symbols` on first sight."""
+    label = f"array '{spec.name}'{where}"
+    if array.dtype != np.dtype(spec.dtype):
+        raise DatasetError(path, f"{label} has dtype {array.dtype}, expected {spec.dtype}", fix)
+    expected = tuple(symbols.get(s, s) if isinstance(s, str) else s for s in spec.shape)
+    symbolic = _fmt_shape(spec.shape)
+    found = tuple(array.shape)
+    audio_like = spec.shape[0] == "A"
+    if len(found) == len(expected):
+        ok = True
+        for i, (e, f) in enumerate(zip(expected, found)):
+            if isinstance(e, str):          # free symbol, consistent across arrays (and clips)
+                if f <= 0:
+                    ok = False
+                continue
+            if e != f:
+                ok = False
+                if audio_like and i == 0 and all(
+                        isinstance(e2, str) or e2 == f2 for e2, f2 in zip(expected[1:], found[1:])):
+                    raise DatasetError(
+                        path, f"{label}: audio features have {f} frames but the video has {num_frames} "
+                              f"frames; expected exactly {contract.FEATURES_PER_FRAME} per video frame "
+                              f"(2T = {e})",
+                        "re-extract the audio features for exactly T video frames "
+                        "(geneface.process.audio.audio_features(wave, T)), then re-run processing")
+        if ok:
+            for e, f in zip(expected, found):
+                if isinstance(e, str):
+                    symbols[e] = f
+            return
+    resolved = _fmt_shape(expected)
+    raise DatasetError(path, f"{label} has shape {_fmt_shape(found)}, expected {resolved}"
+                             + (f" = {symbolic}" if resolved != symbolic else "")
+                             + f" with T = {num_frames}, A = 2T", fix)
+
+
+def _chunks(array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    if array.ndim == 0 or array.shape[0] <= _CHUNK:
+        yield 0, np.asarray(array)
+        return
+    for start in range(0, array.shape[0], _CHUNK):
+        yield start, np.asarray(array[start : start + _CHUNK])
+
+
+def _check_finite(path: Path, name: str, array: np.ndarray, fix: str, where: str = "") -> None:
+    for start, chunk in _chunks(array):
+        bad = ~np.isfinite(chunk)
+        if bad.any():
+            index = tuple(int(i) for i in np.argwhere(bad)[0])
+            index = (index[0] + start,) + index[1:] if index else index
+            raise DatasetError(path, f"array '{name}'{where} holds {int(bad.sum())}+ NaN/inf values, "
+                                     f"the first at index {list(index)}", fix)
+
+
+def _check_image_folder(folder: Path, ext: str, num_frames: int, fix: str) -> int:
+    """Exactly T files 000000.<ext> … ; returns their total size in bytes."""
+    if not folder.is_dir():
+        raise DatasetError(folder, f"missing folder {folder.name}/ (T = {num_frames} files "
+                                   f"000000.{ext} …)", fix)
+    names: dict[str, int] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.startswith("."):
+                names[entry.name] = entry.stat().st_size if entry.is_file() else -1
+    for i in range(num_frames):
+        name = frame_name(i, ext)
+        if names.get(name, -1) < 0:
+            last = frame_name(num_frames - 1, ext)
+            raise DatasetError(folder / name, f"missing {folder.name}/{name}: {folder.name}/ must hold "
+                                              f"exactly T = {num_frames} files 000000.{ext} … {last}, "
+                                              f"found {len(names)} entries", fix)
+    if len(names) != num_frames:
+        expected = {frame_name(i, ext) for i in range(num_frames)}
+        extra = sorted(set(names) - expected)
+        raise DatasetError(folder / extra[0], f"unexpected file in {folder.name}/: expected exactly "
+                                              f"T = {num_frames} files, found {len(names)} "
+                                              f"({len(extra)} extra)", fix)
+    return sum(names.values())
+
+
+def _check_image(path: Path, height: int, width: int, channels: int | None, fix: str) -> np.ndarray:
+    """channels None: a single-channel uint8 label map."""
+    if not path.exists():
+        raise DatasetError(path, f"missing image {path.name}", fix)
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DatasetError(path, "cannot be decoded as an image", fix)
+    expected = (height, width) if channels is None else (height, width, channels)
+    kind = "single-channel uint8 label map" if channels is None else "RGB image"
+    if image.shape != expected or image.dtype != np.uint8:
+        raise DatasetError(path, f"expected a {kind} of shape H×W{'' if channels is None else '×3'} = "
+                                 f"{_fmt_shape(expected)} uint8 (meta height × width), found "
+                                 f"{_fmt_shape(image.shape)} {image.dtype}", fix)
+    return image
+
+
+def _check_landmarks68(root: Path, lm478: np.ndarray, lm68: np.ndarray, fix: str) -> None:
+    index = list(MEDIAPIPE_TO_IBUG68)
+    for start in range(0, lm478.shape[0], _CHUNK):
+        a = np.asarray(lm68[start : start + _CHUNK], dtype=np.float64)
+        b = np.asarray(lm478[start : start + _CHUNK], dtype=np.float64)[:, index]
+        err = np.abs(a - b)
+        if (err > _LANDMARK_ATOL).any():
+            t, k, _ = (int(i) for i in np.unravel_index(err.argmax(), err.shape))
+            raise DatasetError(
+                root / "landmarks68.npy",
+                f"landmarks68 must equal landmarks478[:, MEDIAPIPE_TO_IBUG68]; frame {start + t}, point {k} "
+                f"(MediaPipe {index[k]}) differs by {float(err.max()):.4g} px",
+                "derive it with geneface.data.landmarks.ibug68_from_mediapipe and re-run processing")
+
+
+def _check_poses(root: Path, head_R: np.ndarray, head_t: np.ndarray, c2w: np.ndarray, fix: str) -> None:
+    for start in range(0, head_R.shape[0], _CHUNK):
+        R = np.asarray(head_R[start : start + _CHUNK], dtype=np.float64)
+        t = np.asarray(head_t[start : start + _CHUNK], dtype=np.float64)
+        M = np.asarray(c2w[start : start + _CHUNK], dtype=np.float64)
+        ortho = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
+        det = np.linalg.det(R)
+        bad = np.flatnonzero((ortho > _POSE_ATOL) | (np.abs(det - 1) > _POSE_ATOL))
+        if bad.size:
+            b = bad[0]
+            raise DatasetError(root / "head_R.npy",
+                               f"head_R[{start + b}] is not a rotation "
+                               f"(|R·Rᵀ − I| = {ortho[b]:.3g}, det = {det[b]:.4g})", fix)
+        Rt = R.transpose(0, 2, 1)
+        expected = np.zeros_like(M)
+        expected[:, :3, :3] = Rt
+        expected[:, :3, 3] = -(Rt @ t[:, :, None])[:, :, 0]
+        expected[:, 3, 3] = 1.0
+        scale = 1.0 + np.abs(t).max(axis=1)
+        err = np.abs(M - expected).max(axis=(1, 2)) / scale
+        bad = np.flatnonzero(err > _POSE_ATOL)
+        if bad.size:
+            raise DatasetError(root / "c2w.npy",
+                               f"c2w[{start + bad[0]}] is not [Rᵀ | −Rᵀt; 0 0 0 1] of head_R, head_t "
+                               f"(relative error {err[bad[0]]:.3g})", fix)
+
+
+# ---------------------------------------------------------------------------------------------
+# corpus
+
+_CORPUS_FIX = ("re-process the clip (corpus processing skips finished clips) and rebuild index.tsv and "
+               "meta.json with geneface.data.corpus.finalize_corpus")
+
+
+def _validate_corpus(root: Path, meta: dict, max_clips: int | None,
+                     progress: bool | None) -> ValidationReport:
+    index = root / contract.INDEX_FILE
+    if not index.exists():
+        raise DatasetError(index, f"missing {contract.INDEX_FILE} (columns {list(contract.INDEX_COLUMNS)})",
+                           "rebuild it with geneface.data.corpus.finalize_corpus")
+    with open(index, newline="") as f:
+        header = f.readline().rstrip("\r\n").split("\t")
+        total = sum(1 for line in f if line.strip())
+    if tuple(header) != contract.INDEX_COLUMNS:
+        raise DatasetError(index, f"header is {header}, expected the columns {list(contract.INDEX_COLUMNS)}",
+                           "rebuild it with geneface.data.corpus.finalize_corpus")
+    if max_clips is not None and max_clips < 0:
+        raise ValueError(f"max_clips must be >= 0, got {max_clips}")
+    to_check = total if max_clips is None else min(total, max_clips)
+    chosen = None if to_check == total else {(i * total) // to_check for i in range(to_check)}
+    show = to_check >= PROGRESS_MIN_CLIPS if progress is None else progress
+
+    symbols: dict[str, int] = {}   # D, shared by every clip
+    split_counts = {s: 0 for s in contract.SPLITS}
+    speakers: set[str] = set()
+    item_ids: set[str] = set()
+    frames_total = checked = checked_bytes = 0
+    bar = tqdm(total=to_check, desc=f"check {root.name}", unit="clip", disable=not show)
+    with open(index, newline="") as f, bar:
+        f.readline()
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        for i, row in enumerate(r for r in reader if r):
+            line = f"{contract.INDEX_FILE} line {i + 2}"
+            if len(row) != len(contract.INDEX_COLUMNS):
+                columns = list(contract.INDEX_COLUMNS)
+                raise DatasetError(index, f"{line} has {len(row)} fields, expected {len(columns)} {columns}",
+                                   "rebuild it with finalize_corpus")
+            item_id, speaker, rel, num_frames_text, split = row
+            try:
+                num_frames = int(num_frames_text)
+            except ValueError:
+                num_frames = -1
+            if num_frames <= 0:
+                raise DatasetError(index, f"{line} ({item_id}): num_frames is {num_frames_text!r}, "
+                                          f"expected a positive integer", "rebuild it with finalize_corpus")
+            if split not in contract.SPLITS:
+                raise DatasetError(index, f"{line} ({item_id}): split is {split!r}, expected one of "
+                                          f"{list(contract.SPLITS)}", "rebuild it with finalize_corpus")
+            if item_id in item_ids:
+                raise DatasetError(index, f"{line}: item_id {item_id!r} is listed twice",
+                                   "rebuild it with finalize_corpus")
+            item_ids.add(item_id)
+            path = root / rel
+            if not path.is_file():
+                raise DatasetError(path, f"{line} lists clip {item_id!r} at {rel}, which does not exist",
+                                   _CORPUS_FIX)
+            if chosen is None or i in chosen:
+                _check_clip(path, item_id, num_frames, symbols)
+                checked += 1
+                checked_bytes += path.stat().st_size
+                bar.update(1)
+            split_counts[split] += 1
+            speakers.add(speaker)
+            frames_total += num_frames
+
+    meta_path = root / contract.META_FILE
+    num_clips = sum(split_counts.values())
+    if meta["num_clips"] != num_clips:
+        raise DatasetError(meta_path, f"num_clips is {meta['num_clips']} but {contract.INDEX_FILE} lists "
+                                      f"{num_clips} clips", "rebuild index and meta with finalize_corpus")
+    for key, found in (("num_frames", frames_total), ("num_speakers", len(speakers))):
+        if key in meta and meta[key] != found:
+            raise DatasetError(meta_path, f"{key} is {meta[key]} but {contract.INDEX_FILE} gives {found}",
+                               "rebuild index and meta with finalize_corpus")
+    for split in contract.SPLITS:
+        if split_counts[split] == 0:
+            raise DatasetError(index, f"the {split} split is empty ({split_counts}); both train and val need "
+                                      f"clips", "add clips, or finalize_corpus with a smaller val_every")
+    size_bytes = checked_bytes if checked == num_clips else int(checked_bytes / max(checked, 1) * num_clips)
+    return ValidationReport(
+        root=root, kind="corpus", name=str(meta["name"]), schema_version=meta["schema_version"],
+        num_frames=frames_total, num_train=split_counts["train"], num_val=split_counts["val"],
+        duration_s=frames_total / contract.FPS, size_bytes=size_bytes, hubert_dim=symbols.get("D"),
+        num_clips=num_clips, num_speakers=len(speakers), clips_checked=checked)
+
+
+def _check_clip(path: Path, item_id: str, index_frames: int, symbols: dict[str, int]) -> None:
+    specs = {s.name: s for s in contract.CLIP_ARRAYS}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise DatasetError(path, f"clip {item_id!r} cannot be read as .npz ({err})", _CORPUS_FIX) from None
+    with data:
+        keys = set(data.files)
+        missing = [s.name for s in contract.CLIP_ARRAYS if s.required and s.name not in keys]
+        if missing:
+            raise DatasetError(path, f"clip {item_id!r} lacks the arrays {missing}", _CORPUS_FIX)
+        unknown = sorted(keys - set(specs))
+        if unknown:
+            raise DatasetError(path, f"clip {item_id!r} holds arrays {unknown} that are not in the contract "
+                                     f"{list(specs)}", _CORPUS_FIX)
+        try:
+            arrays = {k: data[k] for k in specs if k in keys}
+        except Exception as err:
+            raise DatasetError(path, f"clip {item_id!r} cannot be read ({err})", _CORPUS_FIX) from None
+    idexp = arrays["idexp_lm3d"]
+    num_frames = int(idexp.shape[0]) if idexp.ndim == 3 else index_frames
+    clip_symbols = {"T": num_frames, "A": contract.FEATURES_PER_FRAME * num_frames}
+    clip_symbols.update({k: v for k, v in symbols.items() if k not in ("T", "A")})
+    where = f" of clip {item_id!r}"
+    for name, array in arrays.items():
+        _check_array(path, specs[name], array, clip_symbols, _CORPUS_FIX, num_frames, where=where)
+    if num_frames != index_frames:
+        raise DatasetError(path, f"clip {item_id!r} has {num_frames} frames but {contract.INDEX_FILE} "
+                                 f"says {index_frames}",
+                           "rebuild the index with geneface.data.corpus.finalize_corpus")
+    for name, array in arrays.items():
+        _check_finite(path, name, array, _CORPUS_FIX, where=where)
+    symbols.update({k: v for k, v in clip_symbols.items() if k not in ("T", "A")})
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _fmt_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
