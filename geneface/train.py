@@ -6,7 +6,6 @@ the composed config, fits, and returns the optimised metric (for sweepers).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import hydra
@@ -14,11 +13,10 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
-
-log = logging.getLogger(__name__)
 
 
 def _resume_path(cfg: DictConfig) -> str | None:
@@ -26,9 +24,18 @@ def _resume_path(cfg: DictConfig) -> str | None:
         return str(cfg.ckpt_path)
     last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
     if cfg.get("resume") and last.is_file():
-        log.info(f"Resuming from {last} (pass resume=false to start over)")
+        rank_zero_info(f"Resuming from {last} (pass resume=false to start over)")
         return str(last)
     return None
+
+
+def _close_loggers(loggers: list) -> None:
+    """Finish W&B runs so that the next job of a sweep (same process) gets a run of its own."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -47,11 +54,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+    finally:
+        _close_loggers(loggers)
     if not trainer.fast_dev_run and trainer.checkpoint_callback is not None:
         # the last step is not always a validation step: make sure last.ckpt is the final state
         trainer.save_checkpoint(Path(cfg.paths.ckpt_dir) / "last.ckpt")
-        log.info(f"Checkpoints in {cfg.paths.ckpt_dir}")
+        rank_zero_info(f"Checkpoints in {cfg.paths.ckpt_dir}")
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
 

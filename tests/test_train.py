@@ -18,7 +18,7 @@ from hydra_utils import REPO_ROOT, compose_train, speaker_names, stage_names
 SMALL = [  # a SyncNet small enough for 2 CPU cores
     "stage.model.net.width=0.25", "stage.data.batch_size=16", "stage.data.num_workers=0",
     "stage.data.train_collate.num_pairs=256", "stage.data.val_collate.num_pairs=1024",
-    "trainer.accelerator=cpu", "trainer.enable_model_summary=false",
+    "trainer.accelerator=cpu",
 ]
 
 
