@@ -105,3 +105,23 @@ def make_speaker_inputs():
 def make_clip_arrays():
     """make_clip_arrays(num_frames, seed=0) -> arrays for corpus.write_clip."""
     return tiny_clip_arrays
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory) -> Path:
+    """The default synthetic corpus (8 speakers × 12 clips), written once per test session."""
+    from geneface.data.synthetic import write_synthetic_corpus
+
+    return write_synthetic_corpus(tmp_path_factory.mktemp("data"), progress=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: skip them, with the reason, where there is none."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

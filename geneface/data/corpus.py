@@ -66,7 +66,10 @@ def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frame
         item_id = f"{speaker}/{clip}"
         entries.append(ClipEntry(item_id, speaker, str(npz.relative_to(root)), num_frames,
                                  default_split(item_id, val_every)))
-    if entries and not any(e.split == "val" for e in entries):  # tiny corpora: keep one val clip
+    if not entries:
+        raise ValueError(f"{root}: no clip of at least {min_frames} frames under {contract.CORPUS_CLIPS_DIR}/; "
+                         f"nothing to index")
+    if not any(e.split == "val" for e in entries):  # tiny corpora: keep one val clip
         e = entries[-1]
         entries[-1] = ClipEntry(e.item_id, e.speaker, e.path, e.num_frames, "val")
     rows = ["\t".join(contract.INDEX_COLUMNS)]
@@ -86,9 +89,9 @@ def read_index(root: str | Path) -> list[ClipEntry]:
     index = root / contract.INDEX_FILE
     if not (root / contract.META_FILE).exists() or not index.exists():
         raise FileNotFoundError(
-            f"{root} is not a finished corpus (no {contract.META_FILE} / {contract.INDEX_FILE}). "
-            f"Process one with `python -m geneface.process.corpus`, or write the synthetic one with "
-            f"`python -m geneface.data.synthetic`, then check it with `python -m geneface.data.check {root}`.")
+            f"{root} is not a finished corpus (no {contract.META_FILE} / {contract.INDEX_FILE}): it was never "
+            f"written or its writing was interrupted. Write it again (the synthetic one: "
+            f"`python -m geneface.data.synthetic`), then check it with `python -m geneface.data.check {root}`.")
     with open(index, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         return [ClipEntry(r["item_id"], r["speaker"], r["path"], int(r["num_frames"]), r["split"])
@@ -107,10 +110,11 @@ class CorpusDataset(Dataset):
             raise ValueError(f"split must be one of {contract.SPLITS}, got {split!r}")
         self.root = Path(root)
         self.max_frames = max_frames
-        self.entries = [e for e in read_index(self.root) if e.split == split and e.num_frames >= min_frames]
+        index = read_index(self.root)
+        self.entries = [e for e in index if e.split == split and e.num_frames >= min_frames]
         if not self.entries:
             raise ValueError(f"corpus {self.root} has no {split} clips of at least {min_frames} frames")
-        speakers = sorted({e.speaker for e in read_index(self.root)})
+        speakers = sorted({e.speaker for e in index})
         self.speaker_ids = {s: i for i, s in enumerate(speakers)}
 
     def __len__(self) -> int:

@@ -42,6 +42,9 @@ def write_speaker_dataset(
     missing = [s.name for s in contract.SPEAKER_ARRAYS if s.required and s.name not in arrays]
     if missing:
         raise ValueError(f"speaker {name}: missing arrays {missing}")
+    unknown = sorted(set(arrays) - set(specs))
+    if unknown:
+        raise ValueError(f"speaker {name}: arrays {unknown} are not in the data contract (docs/data_format.md)")
     num_frames = int(arrays["landmarks68"].shape[0])
     height, width = background.shape[:2]
     out_dir = Path(out_dir)
@@ -77,9 +80,9 @@ def read_meta(root: str | Path) -> dict:
     path = Path(root) / contract.META_FILE
     if not path.exists():
         raise FileNotFoundError(
-            f"{root} is not a finished dataset (no {contract.META_FILE}). Process a video with "
-            f"`python -m geneface.process speaker=<name> video=<file>` or write the synthetic speaker "
-            f"with `python -m geneface.data.synthetic`, then `python -m geneface.data.check {root}`.")
+            f"{root} is not a finished dataset (no {contract.META_FILE}): it was never written or its "
+            f"writing was interrupted. Write it again (the synthetic one: `python -m geneface.data.synthetic`), "
+            f"then check it with `python -m geneface.data.check {root}`.")
     return json.loads(path.read_text())
 
 
@@ -91,6 +94,8 @@ class SpeakerClips(Dataset):
 
     def __init__(self, root: str | Path, split: str, clip_frames: int = 100, min_frames: int = 1):
         self.root = Path(root)
+        if split not in contract.SPLITS:
+            raise ValueError(f"split must be one of {contract.SPLITS}, got {split!r}")
         meta = read_meta(self.root)
         num_frames, num_train = meta["num_frames"], meta["num_train"]
         start, stop = (0, num_train) if split == "train" else (num_train, num_frames)

@@ -14,8 +14,10 @@ from geneface.models.syncnet import SyncNet, sync_bce
 class SyncNetStage(L.LightningModule):
     def __init__(self, net: SyncNet, optimizer: Callable, scheduler: Callable | None = None):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # the built net and optimizer factories are not hyperparameters: the resolved config that
+        # made them is stored in every checkpoint by geneface.callbacks.ConfigInCheckpoint
         self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.val_acc = BinaryAccuracy(threshold=0.5)
         self.val_auroc = BinaryAUROC()
 
@@ -48,8 +50,8 @@ class SyncNetStage(L.LightningModule):
         self.val_auroc.reset()
 
     def configure_optimizers(self):
-        optimizer = self.hparams.optimizer(params=self.parameters())
-        if self.hparams.scheduler is None:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.hparams.scheduler(optimizer=optimizer)
+        scheduler = self.scheduler_factory(optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
