@@ -6,6 +6,7 @@ the composed config, fits, and returns the optimised metric (for sweepers).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import hydra
@@ -17,6 +18,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
+
+
+# The stage directory holds last/best.ckpt *and* runs/ by design, which Lightning would warn about.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 def _resume_path(cfg: DictConfig) -> str | None:

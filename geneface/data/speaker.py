@@ -7,6 +7,7 @@ A speaker directory is built under a temporary name and renamed into place when 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -24,20 +25,39 @@ def frame_name(index: int, ext: str) -> str:
     return f"{index:06d}.{ext}"
 
 
+def write_images(root: Path, frames: Iterable[np.ndarray], labels: Iterable[np.ndarray],
+                 jpeg_quality: int = 95, start: int = 0) -> int:
+    """Encode frames (RGB) as frames/NNNNNN.jpg and labels as labels/NNNNNN.png; returns the count."""
+    (root / contract.SPEAKER_FRAMES_DIR).mkdir(parents=True, exist_ok=True)
+    (root / contract.SPEAKER_LABELS_DIR).mkdir(parents=True, exist_ok=True)
+    written = 0
+    for i, (frame, label) in enumerate(zip(frames, labels), start=start):
+        cv2.imwrite(str(root / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
+                    cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        cv2.imwrite(str(root / contract.SPEAKER_LABELS_DIR / frame_name(i, "png")), label)
+        written += 1
+    return written
+
+
 def write_speaker_dataset(
     out_dir: str | Path,
     *,
     name: str,
     arrays: dict[str, np.ndarray],
     audio: np.ndarray,                 # [T·640] float in [-1, 1], 16 kHz mono
-    frames: Iterable[np.ndarray],      # T × [H, W, 3] uint8 RGB, streamed
-    labels: Iterable[np.ndarray],      # T × [H, W] uint8 of contract.Label
+    frames: Iterable[np.ndarray] = (),  # T × [H, W, 3] uint8 RGB, streamed
+    labels: Iterable[np.ndarray] = (),  # T × [H, W] uint8 of contract.Label
+    images_from: str | Path | None = None,  # or: a directory whose frames/ and labels/ are moved in
     background: np.ndarray,            # [H, W, 3] uint8 RGB
     focal: float,
     extra_meta: dict | None = None,
     jpeg_quality: int = 95,
 ) -> Path:
-    """Write a complete speaker dataset to `out_dir` atomically and return its path."""
+    """Write a complete speaker dataset to `out_dir` atomically and return its path.
+
+    Images are either encoded from `frames`/`labels` or, when processing already wrote them,
+    moved from `images_from` (no re-encoding; that directory loses its frames/ and labels/).
+    """
     specs = {s.name: s for s in contract.SPEAKER_ARRAYS}
     missing = [s.name for s in contract.SPEAKER_ARRAYS if s.required and s.name not in arrays]
     if missing:
@@ -53,14 +73,12 @@ def write_speaker_dataset(
             np.save(tmp / f"{key}.npy", np.asarray(value, dtype=specs[key].dtype))
         sf.write(tmp / contract.SPEAKER_AUDIO, np.clip(audio, -1, 1), contract.SAMPLE_RATE, subtype="PCM_16")
         cv2.imwrite(str(tmp / contract.SPEAKER_BACKGROUND), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
-        (tmp / contract.SPEAKER_FRAMES_DIR).mkdir()
-        (tmp / contract.SPEAKER_LABELS_DIR).mkdir()
-        written = 0
-        for i, (frame, label) in enumerate(zip(frames, labels)):
-            cv2.imwrite(str(tmp / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
-                        cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-            cv2.imwrite(str(tmp / contract.SPEAKER_LABELS_DIR / frame_name(i, "png")), label)
-            written += 1
+        if images_from is not None:
+            for sub in (contract.SPEAKER_FRAMES_DIR, contract.SPEAKER_LABELS_DIR):
+                os.replace(Path(images_from) / sub, tmp / sub)
+            written = len(list((tmp / contract.SPEAKER_FRAMES_DIR).glob("*.jpg")))
+        else:
+            written = write_images(tmp, frames, labels, jpeg_quality)
         if written != num_frames:
             raise ValueError(f"speaker {name}: {written} frames/labels written for {num_frames} landmark frames")
         meta = {
