@@ -48,6 +48,7 @@ def write_speaker_dataset(
     frames: Iterable[np.ndarray] = (),  # T × [H, W, 3] uint8 RGB, streamed
     labels: Iterable[np.ndarray] = (),  # T × [H, W] uint8 of contract.Label
     images_from: str | Path | None = None,  # or: a directory whose frames/ and labels/ are moved in
+    extra_dirs: Iterable[str | Path] = (),  # moved in under their own names (e.g. report/)
     background: np.ndarray,            # [H, W, 3] uint8 RGB
     focal: float,
     extra_meta: dict | None = None,
@@ -79,6 +80,8 @@ def write_speaker_dataset(
             written = len(list((tmp / contract.SPEAKER_FRAMES_DIR).glob("*.jpg")))
         else:
             written = write_images(tmp, frames, labels, jpeg_quality)
+        for extra in extra_dirs:
+            os.replace(extra, tmp / Path(extra).name)
         if written != num_frames:
             raise ValueError(f"speaker {name}: {written} frames/labels written for {num_frames} landmark frames")
         meta = {
