@@ -7,8 +7,9 @@ speaker ?=
 args ?=
 data_args ?=
 dir ?=
+video ?=
 
-.PHONY: help setup test test-fast test-all demo data train check clean
+.PHONY: help setup test test-fast demo data train process check clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +35,10 @@ demo: data ## built-in default: synthetic data, then a CPU-sized SyncNet trained
 train: ## train a stage: make train stage=syncnet speaker=lrs3 args="stage.max_steps=100"
 	@test -n "$(stage)" || { echo "usage: make train stage=<stage> [speaker=<speaker>] [args=...]"; exit 2; }
 	$(PY) -m geneface.train stage=$(stage) $(if $(speaker),speaker=$(speaker)) $(args)
+
+process: ## process a speaker video: make process speaker=May video=path/to/May.mp4
+	@test -n "$(speaker)" -a -n "$(video)" || { echo "usage: make process speaker=<name> video=<file>"; exit 2; }
+	$(PY) -m geneface.process speaker=$(speaker) video=$(video) $(args)
 
 check: ## validate a dataset directory: make check dir=outputs/data/demo
 	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }

@@ -1,0 +1,46 @@
+"""`python -m geneface.process speaker=<name> video=<path>`: a speaker video → its dataset."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from geneface.process.errors import ProcessingError
+from geneface.process.speaker import process_speaker
+
+log = logging.getLogger("geneface.process")
+
+SPEAKER_CONFIG = """# Written by `python -m geneface.process` for the speaker dataset at {root}.
+name: {name}
+kind: speaker
+root: ${{paths.data_dir}}/{name}
+fps: 25
+"""
+
+
+@hydra.main(version_base="1.3", config_path="../../configs/process", config_name="speaker")
+def main(cfg: DictConfig) -> None:
+    options = instantiate(cfg.options)
+    try:
+        out_dir = process_speaker(cfg.video, cfg.speaker, cfg.data_dir, options)
+    except ProcessingError as err:
+        log.error(str(err))  # into the run's log file too
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+    speaker_config = Path(cfg.configs_dir) / "speaker" / f"{cfg.speaker}.yaml"
+    if not speaker_config.exists():
+        speaker_config.parent.mkdir(parents=True, exist_ok=True)
+        speaker_config.write_text(SPEAKER_CONFIG.format(name=cfg.speaker, root=out_dir))
+        log.info(f"wrote {speaker_config}")
+    timings = ", ".join(f"{k} {v:.1f} s" for k, v in options.timings.items())
+    log.info(f"speaker {cfg.speaker}: {out_dir} ({timings}); report in {out_dir}/report/. "
+             f"Check: python -m geneface.data.check {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
