@@ -151,6 +151,12 @@ def _main() -> None:
     def run(cfg: DictConfig) -> None:
         report = process_corpus(cfg.src, cfg.root, cfg.name, cfg.shard, cfg.num_shards, cfg.workers,
                                 cfg.min_frames, cfg.val_every, cfg.finalize)
+        speaker_config = Path(cfg.configs_dir) / "speaker" / f"{cfg.name}.yaml"
+        if not speaker_config.exists():  # so that `speaker=<name>` works for the corpus stages
+            speaker_config.parent.mkdir(parents=True, exist_ok=True)
+            speaker_config.write_text(f"# Written by `python -m geneface.process.corpus` for {cfg.root}.\n"
+                                      f"name: {cfg.name}\nkind: corpus\nroot: ${{paths.data_dir}}/{cfg.name}\n")
+            log.info(f"wrote {speaker_config}")
         log.info(f"corpus {cfg.name} shard {cfg.shard}/{cfg.num_shards}: {report}. "
                  f"Check: python -m geneface.data.check {cfg.root}")
 
