@@ -19,7 +19,6 @@ from typing import Iterator
 import cv2
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from geneface.data import contract
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
