@@ -9,7 +9,7 @@ data_args ?=
 dir ?=
 video ?=
 
-.PHONY: help setup test test-fast demo data train process check clean
+.PHONY: help setup test test-fast demo data train process check visualize clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ process: ## process a speaker video: make process speaker=May video=path/to/May.
 check: ## validate a dataset directory: make check dir=outputs/data/demo
 	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }
 	$(PY) -m geneface.data.check $(dir)
+
+visualize: ## landmarks → mp4 to check by eye: make visualize npy=pred.npy audio=speech.wav [mean_shape=<dataset dir>] [out=x.mp4]
+	@test -n "$(npy)" || { echo "usage: make visualize npy=<idexp_lm3d .npy> [audio=<file>] [mean_shape=<dataset dir or npy>] [out=<mp4>]"; exit 2; }
+	$(PY) -m geneface.viz npy=$(npy) $(if $(audio),audio=$(audio)) $(if $(mean_shape),mean_shape=$(mean_shape)) $(if $(out),out=$(out)) $(args)
 
 clean: ## remove run outputs (keeps outputs/data)
 	find outputs -mindepth 1 -maxdepth 1 ! -name data -exec rm -rf {} +
