@@ -1,0 +1,147 @@
+"""Stage `audio2motion`: the conditional VAE that maps audio to landmark motion (GeneFace §4,
+`lm3d_vae_sync`), trained on the corpus with mse, continuity and KL losses, plus the frozen SyncNet's
+lip-sync loss once validation shows the predictions are close enough to be judged.
+
+The SyncNet comes from `syncnet_ckpt` (the `syncnet` stage's best.ckpt) and is loaded in `setup`,
+not at construction, so building the stage is cheap and a missing checkpoint stops the run with
+the command that trains it. `syncnet_ckpt=null` trains without the sync loss. The SyncNet is held
+outside the module's children: it is not in the optimiser, not in this stage's checkpoints, and
+Lightning's `train()` calls never reach it (it stays in eval mode, BatchNorm statistics frozen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+from geneface.metrics.sync import sync_loss
+from geneface.models.audio2motion import Audio2MotionVAE
+from geneface.models.motion_losses import continuity_loss, masked_mse
+from geneface.utils.checkpoints import MissingCheckpointError, load_stage, stage_checkpoint
+
+
+class WarmupExpDecay:
+    """LambdaLR factor: linear warmup over `warmup_steps`, then gamma^(step / decay_steps)
+    (GeneFace: warmup 1000, then 0.1^(step/250k))."""
+
+    def __init__(self, warmup_steps: int = 1000, decay_steps: int = 250_000, gamma: float = 0.1):
+        self.warmup_steps, self.decay_steps, self.gamma = warmup_steps, decay_steps, gamma
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return self.gamma ** (step / self.decay_steps)
+
+
+def resolve_syncnet_checkpoint(path: str | Path) -> Path:
+    """The SyncNet checkpoint, or MissingCheckpointError naming the command that trains it
+    (`.../<output_dir>/<speaker>/syncnet/best.ckpt` → `python -m geneface.train stage=syncnet speaker=<speaker>`)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if len(path.parts) >= 3:
+        return stage_checkpoint(path.parents[2], path.parent.parent.name, path.parent.name, path.name)
+    raise MissingCheckpointError(f"SyncNet checkpoint {path} does not exist. Train one with "
+                                 f"`python -m geneface.train stage=syncnet speaker=<corpus>`, or set "
+                                 f"stage.model.syncnet_ckpt=null to train without the sync loss.")
+
+
+class Audio2MotionStage(L.LightningModule):
+    def __init__(self, net: Audio2MotionVAE, optimizer: Callable, scheduler: Callable | None = None,
+                 syncnet_ckpt: str | None = None, lambda_mse: float = 1.0, lambda_cont: float = 3.0,
+                 lambda_kl: float = 0.4, lambda_sync: float = 0.01, sync_threshold: float = 0.75,
+                 sync_windows: int = 1024, val_temperature: float = 0.0):
+        super().__init__()
+        # built objects are not hyperparameters: ConfigInCheckpoint stores the resolved config
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.syncnet_ckpt = syncnet_ckpt
+        self.lambda_mse, self.lambda_cont, self.lambda_kl, self.lambda_sync = lambda_mse, lambda_cont, lambda_kl, lambda_sync
+        self.sync_threshold, self.sync_windows, self.val_temperature = sync_threshold, sync_windows, val_temperature
+        # sticky: once val/sync ≤ threshold the sync loss stays on; a buffer so that resuming keeps it
+        self.register_buffer("sync_enabled", torch.tensor(False))
+        self._frozen: list[nn.Module] = []      # the SyncNet, deliberately not a registered child
+        self._val_sync: list[torch.Tensor] = []
+
+    # --- the frozen SyncNet -------------------------------------------------------------------
+    @property
+    def syncnet(self) -> nn.Module | None:
+        return self._frozen[0] if self._frozen else None
+
+    def attach_syncnet(self, syncnet: nn.Module) -> None:
+        syncnet.eval().requires_grad_(False)
+        self._frozen = [syncnet]
+
+    def setup(self, stage: str) -> None:
+        if self.syncnet is None and self.syncnet_ckpt is not None:
+            self.attach_syncnet(load_stage(resolve_syncnet_checkpoint(self.syncnet_ckpt)).net)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.syncnet is not None:
+            self.syncnet.eval()          # never back to train mode
+        return self
+
+    def _sync(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
+        syncnet = self.syncnet.to(pred.device)
+        return sync_loss(syncnet, pred, batch["audio"], batch["mask"], self.sync_windows)
+
+    # --- steps --------------------------------------------------------------------------------
+    def model_step(self, batch: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        pred, kl = self.net(batch["motion"], batch["audio"], batch["mask"])     # [B, T, 204], scalar
+        losses = {"mse": masked_mse(pred, batch["motion"], batch["mask"]),
+                  "continuity": continuity_loss(pred, batch["motion"], batch["mask"]),
+                  "kl": kl}
+        return losses, pred
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses, pred = self.model_step(batch)
+        loss = self.lambda_mse * losses["mse"] + self.lambda_cont * losses["continuity"] + self.lambda_kl * losses["kl"]
+        if self.syncnet is not None and bool(self.sync_enabled):
+            losses["sync"] = self._sync(pred, batch)
+            loss = loss + self.lambda_sync * losses["sync"]
+        n = int(batch["mask"].sum())            # frames
+        for k, v in losses.items():
+            self.log(f"train/{k}", v, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/sync_on", self.sync_enabled.float(), batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        losses, pred = self.model_step(batch)
+        n = int(batch["mask"].sum())
+        if self.syncnet is not None:
+            losses["sync"] = self._sync(pred, batch)
+            self._val_sync.append(losses["sync"].detach())
+        # audio alone → motion: a prior sample at `val_temperature` (0 = the flow's mode-ish path)
+        sampled = self.net.sample(batch["audio"], batch["mask"], self.val_temperature)
+        losses["mse_sample"] = masked_mse(sampled, batch["motion"], batch["mask"])
+        for k, v in losses.items():
+            self.log(f"val/{k}", v, batch_size=n, sync_dist=True, prog_bar=k == "mse")
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_sync and not self.trainer.sanity_checking:
+            self.update_sync_flag(float(torch.stack(self._val_sync).mean()))
+        self._val_sync.clear()
+
+    def update_sync_flag(self, val_sync: float) -> bool:
+        """Switch the sync loss on (for good) once val sync ≤ threshold; returns the flag."""
+        if val_sync <= self.sync_threshold:
+            self.sync_enabled.fill_(True)
+        return bool(self.sync_enabled)
+
+    @torch.no_grad()
+    def sample(self, audio: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Inference: audio [B, 2T, F] (T a multiple of 4), mask [B, T] → idexp_lm3d [B, T, 204]."""
+        return self.net.sample(audio, mask, temperature)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.net.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
