@@ -8,8 +8,9 @@ args ?=
 data_args ?=
 dir ?=
 video ?=
+wav ?=
 
-.PHONY: help setup test test-fast demo data train process check visualize clean
+.PHONY: help setup test test-fast demo data train process infer check visualize clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +40,10 @@ train: ## train a stage: make train stage=syncnet speaker=lrs3 args="stage.max_s
 process: ## process a speaker video: make process speaker=May video=path/to/May.mp4
 	@test -n "$(speaker)" -a -n "$(video)" || { echo "usage: make process speaker=<name> video=<file>"; exit 2; }
 	$(PY) -m geneface.process speaker=$(speaker) video=$(video) $(args)
+
+infer: ## landmarks for an audio file with a trained speaker: make infer speaker=May wav=zozo.wav
+	@test -n "$(speaker)" -a -n "$(wav)" || { echo "usage: make infer speaker=<speaker> wav=<file or name in outputs/data/raw/val_wavs>"; exit 2; }
+	$(PY) -m geneface.infer speaker=$(speaker) wav=$(wav) $(args)
 
 check: ## validate a dataset directory: make check dir=outputs/data/demo
 	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }

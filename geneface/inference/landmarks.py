@@ -1,0 +1,65 @@
+"""wav → audio features → VAE sample → postnet → the speaker's idexp landmarks (reference §9).
+
+After prediction the landmarks are normalised with the speaker's idexp mean/std, clamped per face
+region (GeneFace's `infer_lm3d_clamp_std`) and smoothed by a causal exponential moving average, as the
+original does before rendering. Audio of any length works: the networks are convolutional over time,
+so the whole sequence is predicted in one pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from geneface.data import contract
+from geneface.process.audio import audio_features, fit_to_frames
+from geneface.process.audio_io import load_audio
+
+# (first point, last point + 1, clamp factor for x, y, z) — reference §9: jaw, nose and mouth ±s,
+# brows and eyes ±s/2 in x and y (they barely move) and ±s in z.
+CLAMP_REGIONS = (
+    (0, 17, (1.0, 1.0, 1.0)),     # jaw
+    (17, 27, (0.5, 0.5, 1.0)),    # brows
+    (27, 36, (1.0, 1.0, 1.0)),    # nose
+    (36, 48, (0.5, 0.5, 1.0)),    # eyes
+    (48, 68, (1.0, 1.0, 1.0)),    # mouth
+)
+
+
+def load_driving_audio(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Any audio or video file → (16 kHz mono wave [T·640], mel [2T, 80], T video frames at 25 fps)."""
+    wave = load_audio(path)
+    num_frames = max(1, int(np.ceil(len(wave) / contract.SAMPLES_PER_FRAME)))
+    wave = fit_to_frames(wave, num_frames)
+    return wave, audio_features(wave, num_frames)["mel"], num_frames
+
+
+def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp_std: float = 2.5,
+                     smoothing: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Raw idexp [T, 68, 3] → (normalised [T, 68, 3], raw [T, 68, 3]) after the per-region clamp and
+    the causal EMA lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream)."""
+    normalised = (idexp - mean) / std
+    for start, stop, factors in CLAMP_REGIONS:
+        limit = clamp_std * np.asarray(factors, dtype=np.float32)
+        normalised[:, start:stop] = np.clip(normalised[:, start:stop], -limit, limit)
+    for t in range(1, len(normalised)):
+        normalised[t] = smoothing * normalised[t - 1] + (1.0 - smoothing) * normalised[t]
+    normalised = normalised.astype(np.float32)
+    return normalised, (normalised * std + mean).astype(np.float32)
+
+
+@torch.no_grad()
+def predict_idexp(model, mel: np.ndarray, num_frames: int, temperature: float = 1.0) -> np.ndarray:
+    """mel [2T, F] → raw idexp [T, 68, 3] from a module with `predict(audio, mask, temperature)`
+    (the postnet stage; its frozen VAE samples, the postnet refines). T is padded to a multiple of 4
+    (the VAE's latent stride) and cut back."""
+    padded = int(np.ceil(num_frames / 4) * 4)
+    device = next(model.parameters()).device
+    audio = torch.zeros(1, 2 * padded, mel.shape[1], device=device)
+    audio[0, : 2 * num_frames] = torch.from_numpy(mel[: 2 * num_frames]).to(device)
+    mask = torch.zeros(1, padded, device=device)
+    mask[0, :num_frames] = 1
+    pred = model.predict(audio, mask, temperature=temperature)   # [1, T', 204]
+    return pred[0, :num_frames].reshape(num_frames, 68, 3).float().cpu().numpy()

@@ -1,0 +1,59 @@
+"""Landmark inference pieces: driving audio of any format, padding to the VAE stride, the reference's
+per-region clamp and causal smoothing."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
+from geneface.process.video import ffmpeg_exe
+
+
+@pytest.mark.parametrize("fmt,rate,channels", [("wav", 44100, 2), ("mp3", 22050, 1), ("m4a", 48000, 2)])
+def test_any_audio_gives_two_features_per_frame(tmp_path, fmt, rate, channels):
+    path = tmp_path / f"tone.{fmt}"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", f"sine=frequency=220:sample_rate={rate}",
+                    "-t", "1.3", "-ac", str(channels), str(path)], check=True)
+    wave, mel, num_frames = load_driving_audio(path)
+    assert num_frames == pytest.approx(1.3 * 25, abs=2)
+    assert wave.shape == (num_frames * 640,) and mel.shape == (2 * num_frames, 80)
+
+
+def test_clamp_limits_each_region_and_smoothing_is_causal():
+    mean, std = np.zeros((68, 3), np.float32), np.full((68, 3), 2.0, np.float32)
+    idexp = np.zeros((6, 68, 3), np.float32)
+    idexp[2:] = 100.0                                   # a step far beyond any clamp
+    normalised, raw = clamp_and_smooth(idexp.copy(), mean, std, clamp_std=2.5, smoothing=0.0)
+    assert normalised[3, 60, 0] == pytest.approx(2.5)   # mouth ±s
+    assert normalised[3, 20, 0] == pytest.approx(1.25)  # brow x ±s/2
+    assert normalised[3, 20, 2] == pytest.approx(2.5)   # brow z ±s
+    assert raw[3, 60, 0] == pytest.approx(5.0)          # back in raw units: 2.5 std · 2
+    smoothed, _ = clamp_and_smooth(idexp.copy(), mean, std, clamp_std=2.5, smoothing=0.2)
+    assert smoothed[1, 60, 0] == 0.0                    # nothing leaks backwards in time
+    assert smoothed[2, 60, 0] == pytest.approx(0.8 * 2.5)
+    assert smoothed[3, 60, 0] == pytest.approx(0.2 * 2.0 + 0.8 * 2.5)
+
+
+class _EchoModel(nn.Module):
+    """predict() returns the first audio channel of every frame, repeated: checks alignment and padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def predict(self, audio, mask, temperature=1.0):
+        assert audio.shape[1] == 2 * mask.shape[1] and mask.shape[1] % 4 == 0
+        frames = audio[:, ::2, :1] * mask[..., None]
+        return frames.expand(-1, -1, 204) + self.dummy
+
+
+def test_predict_pads_to_the_latent_stride_and_cuts_back():
+    mel = np.repeat(np.arange(14, dtype=np.float32), 2)[:, None].repeat(80, 1)  # frame t has value t
+    out = predict_idexp(_EchoModel(), mel, num_frames=14)
+    assert out.shape == (14, 68, 3)
+    assert np.array_equal(out[:, 0, 0], np.arange(14, dtype=np.float32))
