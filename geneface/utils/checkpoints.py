@@ -25,7 +25,8 @@ def stage_checkpoint(output_dir: str | Path, speaker: str, stage: str, name: str
 
 def load_stage(path: str | Path, map_location: str | torch.device = "cpu"):
     """Rebuild a stage's LightningModule from a checkpoint written by geneface.train and load its
-    weights. Returns the module in eval mode."""
+    weights (a module may define `on_load_stage(checkpoint)`, called first, to restore extra
+    state). Returns the module in eval mode."""
     from hydra.utils import instantiate
 
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
@@ -34,5 +35,8 @@ def load_stage(path: str | Path, map_location: str | torch.device = "cpu"):
         raise ValueError(f"{path} was not written by geneface.train (no geneface_config inside); "
                          f"cannot tell which network it holds")
     module = instantiate(config["stage"]["model"])
+    hook = getattr(module, "on_load_stage", None)
+    if callable(hook):              # e.g. the postnet rebuilds the frozen VAE stored beside its weights
+        hook(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
