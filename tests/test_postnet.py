@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -186,3 +187,22 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
                                "idexp_lm3d": torch.zeros(32, 68, 3)}])
     out = rebuilt.predict(batch["audio"], batch["mask"])
     assert out.shape == (1, 32, 204) and torch.isfinite(out).all()
+
+    # the inference entry uses selected.ckpt alone: any audio file → the speaker's landmarks
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from geneface.infer import infer_landmarks
+    from geneface.process.audio_io import write_wav
+    from hydra_utils import CONFIG_DIR
+
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, (0.3 * np.sin(np.linspace(0, 2000, 16000 * 3))).astype(np.float32))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("infer", overrides=["speaker=demo", f"speaker.root={speaker}", f"wav={wav}",
+                                          f"paths.output_dir={tmp_path}"])
+    outputs = infer_landmarks(cfg)
+    lm3d = np.load(outputs["lm3d"])
+    assert lm3d.shape == (75, 68, 3) and np.isfinite(lm3d).all()
+    assert np.load(outputs["lm3d_normalized"]).shape == (75, 68, 3)
