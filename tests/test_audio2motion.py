@@ -198,3 +198,17 @@ def test_audio2motion_learns_on_synthetic_corpus(synthetic_corpus, tmp_path):
     assert rebuilt.syncnet is None and not rebuilt.training        # the SyncNet is not in the checkpoint
     batch = MotionCollator()(_items([30]))
     assert rebuilt.sample(batch["audio"], batch["mask"], temperature=0.5).shape == (1, 32, 204)
+
+
+def test_bucket_sampler_shards_disjointly_across_ddp_ranks(monkeypatch):
+    from geneface.data.motion_batches import LengthBucketBatchSampler
+
+    lengths = list(np.random.default_rng(0).integers(20, 200, size=57))
+    shards = []
+    for rank in range(2):
+        sampler = LengthBucketBatchSampler(lengths, max_frames_per_batch=600, max_clips=8, seed=3)
+        monkeypatch.setattr(LengthBucketBatchSampler, "_world", staticmethod(lambda r=rank: (2, r)))
+        shards.append(list(iter(sampler)))
+    assert len(shards[0]) == len(shards[1]) > 0                  # equal counts: no rank waits forever
+    seen = [i for shard in shards for batch in shard for i in batch]
+    assert len(seen) == len(set(seen))                           # disjoint

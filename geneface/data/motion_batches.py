@@ -60,7 +60,8 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     at most `max_clips` clips. A clip longer than the budget gets a batch of its own. With `shuffle`
     the tie-breaking and the order of the batches change every epoch, deterministically from
     (`seed`, epoch); the epoch advances on each pass or is set with `set_epoch`.
-    Single-process only: under DDP every rank would see every batch.
+    Under DDP (torch.distributed initialised; the stage sets trainer.use_distributed_sampler=false) each rank takes every world-size-th batch of the same
+    epoch's list, so ranks see disjoint batches and the same number of them.
     """
 
     def __init__(self, lengths: Sequence[int], max_frames_per_batch: int, max_clips: int = 512,
@@ -72,6 +73,23 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         self.shuffle, self.seed, self.multiple = shuffle, seed, multiple
         self.epoch = 0
         self._num_batches = len(self._batches(0))
+
+    @staticmethod
+    def _world() -> tuple[int, int]:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_world_size(), dist.get_rank()
+        return 1, 0
+
+    def _shard(self, batches: list[list[int]]) -> list[list[int]]:
+        world, rank = self._world()
+        if world == 1:
+            return batches
+        if len(batches) < world:  # too few batches: repeat so every rank has one
+            batches = (batches * world)[:world]
+        usable = len(batches) - len(batches) % world  # equal counts, or DDP ranks would wait forever
+        return batches[rank:usable:world]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -96,9 +114,10 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches(self.epoch)
+        batches = self._shard(self._batches(self.epoch))
         self.epoch += 1
         return iter(batches)
 
     def __len__(self) -> int:
-        return self._num_batches
+        world, _ = self._world()
+        return max(1, self._num_batches // world) if world > 1 else self._num_batches
