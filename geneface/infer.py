@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
-from geneface.utils.checkpoints import MissingCheckpointError, load_stage
+from geneface.utils.checkpoints import load_stage, upstream_checkpoint
 from geneface.utils.io import save_npy
 
 
@@ -30,11 +30,7 @@ def resolve_audio(wav: str, data_dir: str) -> Path:
 
 def infer_landmarks(cfg: DictConfig) -> dict[str, Path]:
     audio_path = resolve_audio(str(cfg.wav), str(cfg.paths.data_dir))
-    ckpt = Path(cfg.postnet_ckpt)
-    if not ckpt.is_file():
-        raise MissingCheckpointError(
-            f"{ckpt} does not exist: the postnet of '{cfg.speaker.name}' has not been trained. Run first:\n"
-            f"    python -m geneface.train stage=postnet speaker={cfg.speaker.name}")
+    ckpt = upstream_checkpoint(cfg.postnet_ckpt)   # missing: names the training command
     torch.manual_seed(cfg.seed)
     model = load_stage(ckpt).to(cfg.device)
     stats_root = Path(cfg.speaker.root)

@@ -127,7 +127,7 @@ def test_lr_schedule_warms_up_then_decays():
 
 def test_sync_flag_is_sticky_and_syncnet_stays_in_eval():
     stage = _stage(sync_threshold=0.75)
-    stage.attach_syncnet(SyncNet(width=0.125).train())
+    stage.attach_frozen(syncnet=SyncNet(width=0.125).train())
     assert not stage.syncnet.training and not stage.update_sync_flag(0.9)
     assert stage.update_sync_flag(0.7) and stage.update_sync_flag(2.0)         # sticky
     stage.train()

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from geneface.data.corpus import clip_path, finalize_corpus, write_clip
+from geneface.data.landmarks import NUM_MEDIAPIPE
 from geneface.process.audio import audio_features, fit_to_frames
 from geneface.process.audio_io import load_audio
 from geneface.process.errors import NoAudioError, NoFaceError, ProcessingError
@@ -25,7 +26,6 @@ from geneface.utils.io import save_text
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
-_detector = None  # one face-mesh graph per worker process
 
 
 @dataclass
@@ -50,7 +50,6 @@ def list_clips(src: str | Path) -> list[tuple[str, str, Path]]:
 
 def process_clip(path: Path, min_frames: int, min_face_rate: float = 0.9) -> dict[str, np.ndarray] | None:
     """One clip → its corpus arrays, or None when it is shorter than min_frames."""
-    global _detector
     from geneface.process.landmarks import FaceMeshDetector
     from geneface.process.pose import fit_head_pose
 
@@ -59,16 +58,14 @@ def process_clip(path: Path, min_frames: int, min_face_rate: float = 0.9) -> dic
         raise NoAudioError(path, "no audio stream", "drop the clip or restore its audio")
     if info.num_frames_25fps < min_frames:
         return None
-    if _detector is None:
-        _detector = FaceMeshDetector(video_mode=True)
-    # a fresh video-mode graph per clip: tracking must not carry over from the previous clip
-    _detector.close()
-    _detector = FaceMeshDetector(video_mode=True)
     landmarks, valid = [], []
-    for rgb in iter_frames(path):
-        detection = _detector.detect(rgb)
-        valid.append(detection is not None)
-        landmarks.append(detection.landmarks if detection is not None else np.full((478, 3), np.nan, np.float32))
+    # a fresh video-mode graph per clip: tracking must not carry over from the previous clip
+    with FaceMeshDetector(video_mode=True) as detector:
+        for rgb in iter_frames(path):
+            detection = detector.detect(rgb)
+            valid.append(detection is not None)
+            landmarks.append(detection.landmarks if detection is not None
+                             else np.full((NUM_MEDIAPIPE, 3), np.nan, np.float32))
     valid_arr = np.array(valid)
     if valid_arr.mean() < min_face_rate:
         raise NoFaceError(path, f"a face in only {100 * valid_arr.mean():.0f}% of frames",

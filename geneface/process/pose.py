@@ -267,7 +267,7 @@ def _procrustes(X: np.ndarray, Y: np.ndarray):
     return s, R, c
 
 
-def _interp_frames(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def interpolate_missing(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Fill frames where valid is False [T, ...] by linear interpolation in time (hold at the ends)."""
     idx = np.flatnonzero(valid)
     flat = x.reshape(len(x), -1)
@@ -295,7 +295,7 @@ def fit_head_pose(landmarks478: np.ndarray, valid: np.ndarray, width: int, heigh
     if not valid.any():
         raise ValueError("no frame has a face: cannot fit a head pose")
     T = len(landmarks478)
-    lm = _interp_frames(landmarks478.astype(np.float64), valid)
+    lm = interpolate_missing(landmarks478.astype(np.float64), valid)
     size = float(max(width, height))
     centre = np.array([width / 2, height / 2])
     huber = HUBER_PX * size / 512
@@ -335,8 +335,8 @@ def fit_head_pose(landmarks478: np.ndarray, valid: np.ndarray, width: int, heigh
     prob = _Problem(obs, centre, huber, bounds)
     _, _, R, t, d, _ = _lm(prob, S, logf, *init(focal, np.arange(T)), 15, False)
     if not valid.all():
-        rv = _interp_frames(Rotation.from_matrix(R).as_rotvec(), valid)  # small rotations: fine
-        R, t, d = Rotation.from_rotvec(rv).as_matrix(), _interp_frames(t, valid), _interp_frames(d, valid)
+        rv = interpolate_missing(Rotation.from_matrix(R).as_rotvec(), valid)  # small rotations: fine
+        R, t, d = Rotation.from_rotvec(rv).as_matrix(), interpolate_missing(t, valid), interpolate_missing(d, valid)
     R, t = smooth_poses(R, t, smooth_sigma, find_cuts(landmarks478, valid))
 
     # 4. head frame: eye span 1, x along the eyes, y toward the chin, origin at the head centre

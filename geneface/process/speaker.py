@@ -190,7 +190,11 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
     audio = np.load(work / "audio.npz")
     pose = np.load(work / "pose.npz")
     num_frames = len(tracking["valid"])
-    lm478 = _fill_missing(tracking["landmarks478"], tracking["valid"])
+    from geneface.process.pose import interpolate_missing
+
+    valid = tracking["valid"]
+    lm478 = tracking["landmarks478"] if valid.all() else \
+        interpolate_missing(tracking["landmarks478"], valid).astype(np.float32)
     lm68 = ibug68_from_mediapipe(lm478)
     arrays = {
         "mel": audio["mel"][: 2 * num_frames], "f0": audio["f0"][: 2 * num_frames],
@@ -219,15 +223,3 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
 
 def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-
-
-def _fill_missing(landmarks: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Linear interpolation over frames without a face (edges hold the nearest detection)."""
-    if valid.all():
-        return landmarks
-    idx = np.flatnonzero(valid)
-    flat = landmarks.reshape(len(landmarks), -1)
-    out = np.empty_like(flat)
-    for j in range(flat.shape[1]):
-        out[:, j] = np.interp(np.arange(len(flat)), idx, flat[idx, j])
-    return out.reshape(landmarks.shape)

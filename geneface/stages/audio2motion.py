@@ -11,7 +11,6 @@ Lightning's `train()` calls never reach it (it stays in eval mode, BatchNorm sta
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 import lightning as L
@@ -21,7 +20,8 @@ from torch import nn
 from geneface.metrics.sync import sync_loss
 from geneface.models.audio2motion import Audio2MotionVAE
 from geneface.models.motion_losses import continuity_loss, masked_mse
-from geneface.utils.checkpoints import MissingCheckpointError, load_stage, stage_checkpoint
+from geneface.stages.frozen import FrozenNets
+from geneface.utils.checkpoints import load_stage, upstream_checkpoint
 
 
 class WarmupExpDecay:
@@ -37,20 +37,10 @@ class WarmupExpDecay:
         return self.gamma ** (step / self.decay_steps)
 
 
-def resolve_syncnet_checkpoint(path: str | Path) -> Path:
-    """The SyncNet checkpoint, or MissingCheckpointError naming the command that trains it
-    (`.../<output_dir>/<speaker>/syncnet/best.ckpt` → `python -m geneface.train stage=syncnet speaker=<speaker>`)."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if len(path.parts) >= 3:
-        return stage_checkpoint(path.parents[2], path.parent.parent.name, path.parent.name, path.name)
-    raise MissingCheckpointError(f"SyncNet checkpoint {path} does not exist. Train one with "
-                                 f"`python -m geneface.train stage=syncnet speaker=<corpus>`, or set "
-                                 f"stage.model.syncnet_ckpt=null to train without the sync loss.")
+SYNCNET_HINT = "\n(or set stage.model.syncnet_ckpt=null to train without the sync loss)"
 
 
-class Audio2MotionStage(L.LightningModule):
+class Audio2MotionStage(FrozenNets, L.LightningModule):
     def __init__(self, net: Audio2MotionVAE, optimizer: Callable, scheduler: Callable | None = None,
                  syncnet_ckpt: str | None = None, lambda_mse: float = 1.0, lambda_cont: float = 3.0,
                  lambda_kl: float = 0.4, lambda_sync: float = 0.01, sync_threshold: float = 0.75,
@@ -64,30 +54,19 @@ class Audio2MotionStage(L.LightningModule):
         self.sync_threshold, self.sync_windows, self.val_temperature = sync_threshold, sync_windows, val_temperature
         # sticky: once val/sync ≤ threshold the sync loss stays on; a buffer so that resuming keeps it
         self.register_buffer("sync_enabled", torch.tensor(False))
-        self._frozen: list[nn.Module] = []      # the SyncNet, deliberately not a registered child
         self._val_sync: list[torch.Tensor] = []
 
     # --- the frozen SyncNet -------------------------------------------------------------------
     @property
     def syncnet(self) -> nn.Module | None:
-        return self._frozen[0] if self._frozen else None
-
-    def attach_syncnet(self, syncnet: nn.Module) -> None:
-        syncnet.eval().requires_grad_(False)
-        self._frozen = [syncnet]
+        return self.frozen.get("syncnet")
 
     def setup(self, stage: str) -> None:
         if self.syncnet is None and self.syncnet_ckpt is not None:
-            self.attach_syncnet(load_stage(resolve_syncnet_checkpoint(self.syncnet_ckpt)).net)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.syncnet is not None:
-            self.syncnet.eval()          # never back to train mode
-        return self
+            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT)).net)
 
     def _sync(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
-        syncnet = self.syncnet.to(pred.device)
+        syncnet = self.frozen_on("syncnet", pred.device)
         return sync_loss(syncnet, pred, batch["audio"], batch["mask"], self.sync_windows)
 
     # --- steps --------------------------------------------------------------------------------

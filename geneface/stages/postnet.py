@@ -38,23 +38,14 @@ from torch import nn
 from geneface.metrics.sync import sync_loss
 from geneface.models.motion_losses import masked_mse
 from geneface.models.postnet import CNNPostNet, MLPDiscriminator
-from geneface.stages.audio2motion import resolve_syncnet_checkpoint
-from geneface.utils.checkpoints import MissingCheckpointError, load_stage, stage_checkpoint
+from geneface.stages.audio2motion import SYNCNET_HINT
+from geneface.stages.frozen import FrozenNets
+from geneface.utils.checkpoints import load_stage, stage_checkpoint, upstream_checkpoint
 
 VAE_KEY = "postnet_vae"
 
 
-def resolve_upstream_checkpoint(path: str | Path) -> Path:
-    """`<output_dir>/<speaker>/<stage>/<name>`, or MissingCheckpointError naming the command to run."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if len(path.parts) >= 3:
-        return stage_checkpoint(path.parents[2], path.parent.parent.name, path.parent.name, path.name)
-    raise MissingCheckpointError(f"upstream checkpoint {path} does not exist")
-
-
-class PostnetStage(L.LightningModule):
+class PostnetStage(FrozenNets, L.LightningModule):
     def __init__(self, postnet: CNNPostNet, discriminator: MLPDiscriminator, optimizer: Callable,
                  disc_optimizer: Callable, scheduler: Callable | None = None, disc_scheduler: Callable | None = None,
                  vae_ckpt: str | None = None, syncnet_ckpt: str | None = None, lambda_mse: float = 0.05,
@@ -70,23 +61,19 @@ class PostnetStage(L.LightningModule):
         self.lambda_mse, self.lambda_sync, self.lambda_adv = lambda_mse, lambda_sync, lambda_adv
         self.sync_windows, self.temperature = sync_windows, temperature
         self.disc_start_steps, self.disc_interval, self.gradient_clip_val = disc_start_steps, disc_interval, gradient_clip_val
-        self._frozen: dict[str, nn.Module] = {}     # "vae", "syncnet": deliberately not registered children
         self._vae_config: dict | None = None        # the VAE's net config, saved with its weights
 
     # --- the frozen upstream nets ---------------------------------------------------------------
     @property
     def vae(self) -> nn.Module | None:
-        return self._frozen.get("vae")
+        return self.frozen.get("vae")
 
     @property
     def syncnet(self) -> nn.Module | None:
-        return self._frozen.get("syncnet")
+        return self.frozen.get("syncnet")
 
-    def attach_frozen(self, vae: nn.Module | None = None, syncnet: nn.Module | None = None,
-                      vae_config: dict | None = None) -> None:
-        for name, net in (("vae", vae), ("syncnet", syncnet)):
-            if net is not None:
-                self._frozen[name] = net.eval().requires_grad_(False)
+    def attach_frozen(self, vae_config: dict | None = None, **nets: nn.Module | None) -> None:
+        super().attach_frozen(**nets)
         if vae_config is not None:
             self._vae_config = vae_config
 
@@ -94,23 +81,11 @@ class PostnetStage(L.LightningModule):
         if self.vae is None:
             if self.vae_ckpt is None:
                 raise ValueError("the postnet stage needs the audio2motion VAE: set stage.model.vae_ckpt")
-            path = resolve_upstream_checkpoint(self.vae_ckpt)
-            config = torch.load(path, map_location="cpu", weights_only=False)["geneface_config"]["stage"]["model"]["net"]
-            self.attach_frozen(vae=load_stage(path).net, vae_config=config)
+            checkpoint = torch.load(upstream_checkpoint(self.vae_ckpt), map_location="cpu", weights_only=False)
+            self.attach_frozen(vae=load_stage(checkpoint).net,
+                               vae_config=checkpoint["geneface_config"]["stage"]["model"]["net"])
         if self.syncnet is None and self.syncnet_ckpt is not None and stage == "fit":
-            self.attach_frozen(syncnet=load_stage(resolve_syncnet_checkpoint(self.syncnet_ckpt)).net)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        for net in self._frozen.values():
-            net.eval()                              # never back to train mode
-        return self
-
-    def _frozen_on(self, name: str, device: torch.device) -> nn.Module:
-        net = self._frozen[name]
-        if next(net.parameters()).device != device:
-            self._frozen[name] = net = net.to(device)
-        return net
+            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT)).net)
 
     # --- checkpoints: the VAE travels with the postnet ------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -136,7 +111,7 @@ class PostnetStage(L.LightningModule):
             raise RuntimeError("no VAE attached: load the module with geneface.utils.checkpoints.load_stage")
         was_training = self.postnet.training
         self.postnet.eval()
-        vae = self._frozen_on("vae", audio.device)
+        vae = self.frozen_on("vae", audio.device)
         out = self.postnet(vae.sample(audio, mask, temperature), mask)
         self.postnet.train(was_training)
         return out
@@ -144,13 +119,13 @@ class PostnetStage(L.LightningModule):
     # --- steps ----------------------------------------------------------------------------------
     def _refine(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen VAE sample (no grad) → postnet: (refined [B, T, 204], the VAE's [B, T, 204])."""
-        vae = self._frozen_on("vae", batch["audio"].device)
+        vae = self.frozen_on("vae", batch["audio"].device)
         with torch.no_grad():
             coarse = vae.sample(batch["audio"], batch["mask"], self.temperature)
         return self.postnet(coarse, batch["mask"]), coarse
 
     def _sync(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
-        syncnet = self._frozen_on("syncnet", pred.device)
+        syncnet = self.frozen_on("syncnet", pred.device)
         return sync_loss(syncnet, pred, batch["audio"], batch["mask"], self.sync_windows)
 
     def _clip(self, optimizer) -> None:

@@ -23,17 +23,32 @@ def stage_checkpoint(output_dir: str | Path, speaker: str, stage: str, name: str
     return path
 
 
-def load_stage(path: str | Path, map_location: str | torch.device = "cpu"):
-    """Rebuild a stage's LightningModule from a checkpoint written by geneface.train and load its
-    weights (a module may define `on_load_stage(checkpoint)`, called first, to restore extra
-    state). Returns the module in eval mode."""
+def upstream_checkpoint(path: str | Path, hint: str = "") -> Path:
+    """An upstream stage's checkpoint `<output_dir>/<speaker>/<stage>/<name>`, or
+    MissingCheckpointError naming the command that trains it (plus `hint`, e.g. how to do without)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if len(path.parts) >= 3:
+        try:
+            return stage_checkpoint(path.parents[2], path.parent.parent.name, path.parent.name, path.name)
+        except MissingCheckpointError as err:
+            raise MissingCheckpointError(f"{err}{hint}") from None
+    raise MissingCheckpointError(f"upstream checkpoint {path} does not exist{hint}")
+
+
+def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu"):
+    """Rebuild a stage's LightningModule from a checkpoint written by geneface.train (a path, or the
+    checkpoint already read with torch.load) and load its weights. A module may define
+    `on_load_stage(checkpoint)`, called first, to restore extra state. Returns it in eval mode."""
     from hydra.utils import instantiate
 
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    checkpoint = path if isinstance(path, dict) else torch.load(path, map_location=map_location,
+                                                                 weights_only=False)
     config = checkpoint.get("geneface_config")
     if config is None:
-        raise ValueError(f"{path} was not written by geneface.train (no geneface_config inside); "
-                         f"cannot tell which network it holds")
+        raise ValueError(f"{'the checkpoint' if isinstance(path, dict) else path} was not written by "
+                         f"geneface.train (no geneface_config inside); cannot tell which network it holds")
     module = instantiate(config["stage"]["model"])
     hook = getattr(module, "on_load_stage", None)
     if callable(hook):              # e.g. the postnet rebuilds the frozen VAE stored beside its weights
