@@ -1,0 +1,117 @@
+"""Volume rendering with occupancy-based sample skipping (pure torch, CPU and CUDA).
+
+Sampling trade-off vs torch-ngp: torch-ngp marches each ray adaptively through its density
+bitfield with a CUDA kernel (step size growing with distance, empty cells jumped over, per-ray
+early termination), so the number of field evaluations adapts per ray and the sample layout is
+ragged. Here every ray gets a fixed number of uniform (or stratified) samples between its box
+entry and exit, laid out densely as [N, S]; the occupancy grid then only masks samples out. This
+is plain vectorised torch (no custom kernel, predictable shapes, simple exact compositing), and the
+field — the expensive part — is still evaluated only on the kept samples (gather → packed [M] →
+scatter back). The cost: the resolution along a ray is the box depth / S wherever it crosses the
+head, not a fine step concentrated on occupied cells, so S must be large enough for the thinnest
+structure; the [N, S] bookkeeping is cheap next to the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from geneface.nerf.occupancy import OccupancyGrid
+from geneface.nerf.rays import SceneBox
+
+# (positions_normalised [M,3], directions [M,3], ray_indices [M] long) →
+# {"density": [M] ≥0, "rgb": [M,3] in [0,1], optional extra per-sample tensors e.g. "ambient" [M,2]}
+FieldFn = Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [N,3]
+    opacity: Tensor  # [N] Σ w
+    depth: Tensor  # [N] Σ w·t (head units along the unit direction)
+    samples_per_ray: float  # mean number of evaluated samples per ray (logging)
+    extras: dict[str, Tensor] = field(default_factory=dict)  # K → [N] Σ_evaluated |value|.sum(-1)
+
+
+def render_rays(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor,
+                background: Tensor, occupancy: OccupancyGrid | None, num_samples: int = 64,
+                perturb: bool = False, min_near: float = 0.05, chunk: int | None = None) -> RenderOutput:
+    """Render N rays through field_fn inside the box; rays that miss it get the background, opacity 0.
+
+    origins, directions [N,3] (unit), background [N,3] (or broadcastable, e.g. [3]). perturb
+    stratifies one sample uniformly within each of the num_samples bins (training); otherwise bin
+    midpoints. chunk renders rays chunk at a time and concatenates (inference: bounds memory; wrap
+    the call in torch.no_grad() there).
+    """
+    n = origins.shape[0]
+    background = background.to(origins).expand(n, 3)
+    if chunk is None or n <= chunk:
+        return _render(field_fn, box, origins, directions, background, occupancy, num_samples,
+                       perturb, min_near)
+    parts = [_render(field_fn, box, origins[s:s + chunk], directions[s:s + chunk],
+                     background[s:s + chunk], occupancy, num_samples, perturb, min_near)
+             for s in range(0, n, chunk)]
+    keys = parts[0].extras.keys()
+    return RenderOutput(
+        rgb=torch.cat([p.rgb for p in parts]),
+        opacity=torch.cat([p.opacity for p in parts]),
+        depth=torch.cat([p.depth for p in parts]),
+        samples_per_ray=sum(p.samples_per_ray * p.rgb.shape[0] for p in parts) / max(n, 1),
+        extras={k: torch.cat([p.extras[k] for p in parts]) for k in keys},
+    )
+
+
+def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor, background: Tensor,
+            occupancy: OccupancyGrid | None, num_samples: int, perturb: bool,
+            min_near: float) -> RenderOutput:
+    n, s = origins.shape[0], num_samples
+    near, far, hit = box.intersect(origins, directions, min_near)  # [N] ×3
+    span = far - near  # [N], 0 for misses
+    offsets = torch.arange(s, device=origins.device, dtype=origins.dtype)  # [S]
+    if perturb:
+        u = (offsets + torch.rand(n, s, device=origins.device, dtype=origins.dtype)) / s  # [N,S]
+    else:
+        u = ((offsets + 0.5) / s).expand(n, s)  # [N,S]
+    t = near[:, None] + span[:, None] * u  # [N,S]
+    spacing = (span / s)[:, None]  # [N,1]
+    # δ_i = t_{i+1} - t_i, the last one the bin spacing (all equal to the spacing for midpoints).
+    delta = torch.cat([t[:, 1:] - t[:, :-1], spacing], dim=-1)  # [N,S]
+
+    x_n = box.normalize(origins[:, None] + t[..., None] * directions[:, None])  # [N,S,3]
+    keep = hit[:, None] & (x_n.abs() <= 1.0).all(dim=-1)  # [N,S]
+    if occupancy is not None:
+        keep = keep & occupancy.occupied_at(x_n.reshape(-1, 3)).view(n, s)
+
+    # Gather kept samples into a packed batch: the field never sees skipped samples.
+    idx = keep.reshape(-1).nonzero().squeeze(-1)  # [M] into the flat [N*S]
+    ray_idx = idx // s  # [M]
+    out = field_fn(x_n.reshape(-1, 3)[idx], directions[ray_idx], ray_idx)
+    sigma_p = out["density"].reshape(-1)  # [M]
+    rgb_p = out["rgb"].reshape(-1, 3)  # [M,3]
+
+    # Scatter back to the dense layout; skipped samples have density 0 (alpha 0).
+    sigma = sigma_p.new_zeros(n * s).index_put((idx,), sigma_p).view(n, s)  # [N,S]
+    rgb = rgb_p.new_zeros(n * s, 3).index_put((idx,), rgb_p).view(n, s, 3)  # [N,S,3]
+
+    tau = sigma * delta  # [N,S] optical depth per sample
+    alpha = 1.0 - torch.exp(-tau)  # [N,S]
+    # Exclusive transmittance T_i = Π_{j<i}(1-α_j) = exp(-Σ_{j<i} τ_j): cumsum form, no cumprod-of-zero grads.
+    trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))  # [N,S]
+    w = alpha * trans  # [N,S]
+    opacity = w.sum(dim=-1)  # [N]
+    rgb_out = (w[..., None] * rgb).sum(dim=1) + (1.0 - opacity)[:, None] * background  # [N,3]
+    depth = (w * t).sum(dim=-1)  # [N]
+
+    extras = {}
+    for key, value in out.items():
+        if key in ("density", "rgb"):
+            continue
+        v = value.abs()
+        per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v  # [M]
+        extras[key] = per_sample.new_zeros(n).index_add(0, ray_idx, per_sample)  # [N]
+    return RenderOutput(rgb=rgb_out, opacity=opacity, depth=depth,
+                        samples_per_ray=idx.shape[0] / max(n, 1), extras=extras)

@@ -1,0 +1,213 @@
+"""Rays, scene box, occupancy grid and volume rendering (geneface.nerf.rays/occupancy/renderer)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from geneface.nerf.occupancy import OccupancyGrid
+from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
+from geneface.nerf.renderer import RenderOutput, render_rays
+
+SIGMA, RADIUS, COLOUR = 2.0, 0.5, (0.9, 0.2, 0.1)
+BG = torch.tensor([0.0, 0.3, 1.0])
+
+
+def _rot_y(angle: float) -> torch.Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _c2w(rot: torch.Tensor, origin) -> torch.Tensor:
+    m = torch.eye(4)
+    m[:3, :3], m[:3, 3] = rot, torch.as_tensor(origin, dtype=torch.float32)
+    return m
+
+
+class SphereField:
+    """Constant density and colour inside a sphere of radius RADIUS at the origin; counts evaluated points."""
+
+    def __init__(self, colour=COLOUR):
+        self.points = 0
+        self.colour = torch.as_tensor(colour)
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:  # [M,3] → [M]
+        return SIGMA * (x.norm(dim=-1) < RADIUS).float()
+
+    def __call__(self, x, d, ray_idx):
+        self.points += x.shape[0]
+        return {"density": self.density(x), "rgb": self.colour.to(x).expand(x.shape[0], 3),
+                "ambient": torch.ones(x.shape[0], 2)}
+
+
+def _camera_rays(h: int = 24, w: int = 24, focal: float = 24.0):
+    """A camera at z=-3 looking +z at the unit box [-1,1]^3 (normalised = head units)."""
+    c2w = _c2w(torch.eye(3), [0.0, 0.0, -3.0])
+    return pixel_rays(c2w, focal, w / 2, h / 2, image_pixels(h, w))
+
+
+def _chord(origins: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Length of each ray's path through the sphere (0 when it misses)."""
+    b = origins - (origins * dirs).sum(-1, keepdim=True) * dirs  # closest point to the centre
+    return 2 * (RADIUS**2 - (b * b).sum(-1)).clamp(min=0).sqrt()
+
+
+def test_image_pixels_and_ray_directions():
+    pix = image_pixels(2, 3)
+    assert pix.tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2]]
+    h, w, f = 5, 7, 10.0
+    rot = _rot_y(0.7)
+    c2w = _c2w(rot, [1.0, 2.0, 3.0])
+    pix = torch.tensor([[2, 3], [0, 0], [4, 6]])  # centre, top-left, bottom-right
+    o, d = pixel_rays(c2w, f, w / 2, h / 2, pix)
+    assert torch.allclose(o, torch.tensor([1.0, 2.0, 3.0]).expand(3, 3))
+    assert torch.allclose(d.norm(dim=-1), torch.ones(3), atol=1e-6)
+    assert torch.allclose(d[0], rot[:, 2], atol=1e-6)  # centre pixel looks along the camera axis
+    cam = d @ rot  # back to camera coordinates
+    expect_tl = torch.tensor([(0.5 - w / 2) / f, (0.5 - h / 2) / f, 1.0])
+    expect_br = torch.tensor([(6.5 - w / 2) / f, (4.5 - h / 2) / f, 1.0])
+    assert torch.allclose(cam[1], expect_tl / expect_tl.norm(), atol=1e-6)
+    assert torch.allclose(cam[2], expect_br / expect_br.norm(), atol=1e-6)
+    assert cam[1, 0] < 0 and cam[1, 1] < 0  # OpenCV: top-left is -x (left), -y (up)
+    o2, d2 = pixel_rays(c2w.expand(3, 4, 4), f, w / 2, h / 2, pix.float())  # per-ray cameras
+    assert torch.allclose(o2, o) and torch.allclose(d2, d, atol=1e-6)
+
+
+def test_scene_box_intersect_and_normalize():
+    box = SceneBox([0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    assert torch.allclose(box.normalize(torch.tensor([[0.0, 0.0, 0.0], [0.5, 1.0, 1.5], [1.0, 2.0, 3.0]])),
+                          torch.tensor([[-1.0] * 3, [0.0] * 3, [1.0] * 3]))
+    s = 1 / math.sqrt(2)
+    o = torch.tensor([[-1.0, 0.5, 0.5], [-1.0, 5.0, 0.5], [0.5, 0.5, 0.5], [-1.0, 0.5, 0.5], [-1.0, -1.0, 1.0]])
+    d = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [0, 0, 1.0], [-1.0, 0, 0], [s, s, 0]])
+    near, far, hit = box.intersect(o, d, min_near=0.05)
+    assert hit.tolist() == [True, False, True, False, True]
+    # slab x: t∈[1,2]; inside the box: near clamped to min_near, exit at z=3; diagonal: x∈[1,2]·√2, y∈[1,3]·√2
+    assert torch.allclose(near[[0, 2, 4]], torch.tensor([1.0, 0.05, math.sqrt(2)]), atol=1e-5)
+    assert torch.allclose(far[[0, 2, 4]], torch.tensor([2.0, 2.5, 2 * math.sqrt(2)]), atol=1e-5)
+    assert torch.equal(far[~hit], near[~hit])
+
+
+def test_render_sphere_matches_closed_form():
+    o, d = _camera_rays()
+    field = SphereField()
+    box = SceneBox([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    out = render_rays(field, box, o, d, BG.expand(len(o), 3), None, num_samples=128)
+    assert isinstance(out, RenderOutput)
+    chord = _chord(o, d)
+    expect = 1 - torch.exp(-SIGMA * chord)
+    assert (out.opacity - expect).abs().max() < 0.03
+    assert (out.opacity - expect).abs().mean() < 0.005
+    rgb_expect = expect[:, None] * torch.tensor(COLOUR) + (1 - expect[:, None]) * BG
+    assert (out.rgb - rgb_expect).abs().max() < 0.03
+    outside = chord == 0
+    assert outside.sum() > 50 and torch.allclose(out.rgb[outside], BG.expand(int(outside.sum()), 3))
+    hit = chord > 0.5  # depth lies within the sphere along the ray (camera-to-centre distance ≈ 3)
+    assert ((out.depth[hit] / out.opacity[hit] - 3).abs() < RADIUS).all()
+    # every in-box sample is evaluated without a grid; the ambient extra sums |1|+|1| per evaluated sample
+    _, _, in_box = box.intersect(o, d)
+    assert field.points == int(in_box.sum()) * 128
+    assert out.samples_per_ray == pytest.approx(field.points / len(o))
+    assert torch.allclose(out.extras["ambient"], in_box.float() * 256)
+    # rays that miss the box entirely: background, opacity 0
+    miss = torch.tensor([[0.0, 5.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]])
+    m = render_rays(field, box, *miss, BG[None], None)
+    assert m.opacity.item() == 0 and torch.allclose(m.rgb, BG[None]) and m.samples_per_ray == 0
+    # chunked rendering is the same image
+    c = render_rays(SphereField(), box, o, d, BG, None, num_samples=128, chunk=100)
+    assert torch.allclose(c.rgb, out.rgb, atol=1e-6) and c.samples_per_ray == pytest.approx(out.samples_per_ray)
+
+
+def test_occupancy_skips_empty_space():
+    o, d = _camera_rays()
+    box = SceneBox([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    dense_field, sparse_field = SphereField(), SphereField()
+    dense = render_rays(dense_field, box, o, d, BG, None, num_samples=128)
+    grid = OccupancyGrid(resolution=32, dilation=1)
+    grid.mark_unseen(box, _c2w(torch.eye(3), [0.0, 0.0, -3.0])[None], 24.0, 12.0, 12.0, 24, 24)
+    assert grid.stats()["occupancy"] > 0.2  # before the first update every seen cell is occupied
+    grid.update(SphereField().density)
+    assert grid.stats()["occupancy"] < 0.15
+    sparse = render_rays(sparse_field, box, o, d, BG, grid, num_samples=128, perturb=False)
+    assert sparse_field.points < 0.4 * dense_field.points
+    assert sparse.samples_per_ray < 0.4 * dense.samples_per_ray
+    assert (sparse.rgb - dense.rgb).abs().max() < 0.02
+    state = grid.state_dict()
+    assert {"density", "occupied", "updates"} <= set(state) and state["updates"].item() == 1
+
+
+def test_mark_unseen_outside_frustum_never_occupied():
+    box = SceneBox([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    grid = OccupancyGrid(resolution=16, dilation=2)
+    # a narrow camera at the box centre looking +z: cells behind it (z<0) and off-axis are unseen
+    grid.mark_unseen(box, _c2w(torch.eye(3), [0.0, 0.0, 0.0])[None], 40.0, 4.0, 4.0, 8, 8)
+    centres = grid.cell_centres().view(16, 16, 16, 3)
+    unseen = grid.density == -1
+    assert unseen[centres[..., 2] < 0].all()
+    assert unseen[(centres[..., 0].abs() > 0.5) & (centres[..., 2] < 2)].all()
+    assert not unseen[(centres[..., 0].abs() < 0.05) & (centres[..., 1].abs() < 0.05) & (centres[..., 2] > 0.5)].any()
+    assert not grid.occupied[unseen].any()
+    x = torch.rand(1000, 3) * 2 - 1
+    for _ in range(2):  # density everywhere except a hole: seen cells become occupied, unseen never
+        grid.update(lambda p: 100.0 * (p[:, 0] > -0.9).float())
+        assert not grid.occupied[unseen].any() and (grid.density[unseen] == -1).all()
+        assert grid.occupied[~unseen].any()
+    assert not grid.occupied_at(x)[grid.density.view(-1)[_flat_index(x, 16)] == -1].any()
+    assert not grid.occupied_at(torch.tensor([[0.0, 0.0, 1.5], [0.0, -2.0, 0.7]])).any()
+
+
+def _flat_index(x: torch.Tensor, r: int) -> torch.Tensor:
+    ijk = ((x + 1) * r / 2).floor().long().clamp(0, r - 1)
+    return (ijk[:, 0] * r + ijk[:, 1]) * r + ijk[:, 2]
+
+
+def test_update_max_ema_rule():
+    grid = OccupancyGrid(resolution=4, decay=0.5, density_threshold=10.0, dilation=0)
+    assert grid.occupied.all()
+    pos = grid.cell_centres()[:, 0].view(4, 4, 4) > 0  # the x > 0 half
+    for value, expect in [(8.0, 8.0), (2.0, 4.0), (3.5, 3.5), (0.0, 1.75)]:
+        grid.update(lambda p, v=value: v * (p[:, 0] > 0).float())
+        assert torch.allclose(grid.density[pos], torch.tensor(expect)) and (grid.density[~pos] == 0).all()
+        assert torch.equal(grid.occupied, pos)  # threshold = min(mean = expect/2, 10)
+    grid.density_threshold = 0.1  # the cap wins over the mean; the x > 0 half is still above it
+    grid.update(lambda p: torch.zeros(p.shape[0]))
+    assert torch.equal(grid.occupied, pos)
+    grid.dilation = 1  # one 3³ max-pool spreads occupancy one cell into x < 0
+    grid.update(lambda p: torch.zeros(p.shape[0]))
+    assert grid.occupied[1:].all() and not grid.occupied[0].any()
+    before = grid.density.clone()
+    grid.update(lambda p: torch.full((p.shape[0],), 50.0), max_cells=5)  # subset mode
+    assert int((grid.density != before).sum()) == 5 and grid.updates.item() == 7
+
+
+def test_gradients_fit_constant_colour():
+    torch.manual_seed(0)
+    o, d = _camera_rays(12, 12, 12.0)
+    box = SceneBox([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    colour_logit = torch.zeros(3, requires_grad=True)
+    log_sigma = torch.tensor(math.log(SIGMA), requires_grad=True)
+
+    def field(x, dirs, ray_idx):
+        inside = (x.norm(dim=-1) < RADIUS).float()
+        return {"density": log_sigma.exp() * inside,
+                "rgb": torch.sigmoid(colour_logit).expand(x.shape[0], 3)}
+
+    target = torch.tensor([0.8, 0.1, 0.5])
+    chord = _chord(o, d)
+    a = (1 - torch.exp(-SIGMA * 4 * chord))[:, None]  # target rendered with 4× the density
+    gt = a * target + (1 - a) * BG
+    opt = torch.optim.Adam([colour_logit, log_sigma], lr=0.2)
+    losses = []
+    for _ in range(40):
+        out = render_rays(field, box, o, d, BG, None, num_samples=32, perturb=True)
+        loss = ((out.rgb - gt) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        assert colour_logit.grad is not None and log_sigma.grad is not None
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+    assert (torch.sigmoid(colour_logit) - target).abs().max() < 0.1
+    assert log_sigma.item() > math.log(SIGMA)  # density grew toward the target's
