@@ -16,15 +16,14 @@ prediction before rendering it with a NeRF:
   (jaw, brows, nose) blue, as filled circles on white; optional grey lines along each region's contour
   and optional point indices.
 * Output: 25 fps H.264 yuv420p mp4 with the audio (16 kHz mono, as load_audio decodes it) as AAC,
-  trimmed to the shorter of the two (`-shortest`); frames are rendered one at a time and piped to
-  ffmpeg's stdin as raw RGB; the file is written under a temporary name and renamed when complete.
+  trimmed to the shorter of the two (here, before encoding); frames are rendered one at a time and
+  streamed through geneface.utils.mp4.write_mp4 (written under a temporary name, renamed when complete).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 from geneface.data.contract import FPS, SAMPLE_RATE
 from geneface.data.landmarks import BROWS, EYES, JAW, MOUTH, NOSE
 from geneface.process.errors import ProcessingError
-from geneface.utils.io import atomic_path
+from geneface.utils.mp4 import write_mp4
 
 __all__ = ["RenderOptions", "Layout", "LandmarkInputError", "GENERIC_MEAN_SHAPE", "MOUTH_RGB", "EYES_RGB",
            "OTHER_RGB", "load_idexp", "load_mean_shape", "absolute_landmarks", "fit_layout", "render_frame",
@@ -268,40 +267,6 @@ def write_landmarks_video(npy: str | os.PathLike, out: str | os.PathLike | None 
         if wave is not None:
             wav = Path(work) / "audio.wav"
             write_wav(wav, wave, SAMPLE_RATE)
-        with atomic_path(out) as tmp:
-            _encode(iter_rendered_frames(landmarks, options, layout), layout.size * len(options.views),
-                    layout.size, tmp, wav)
+        write_mp4(iter_rendered_frames(landmarks, options, layout), out, width=layout.size * len(options.views),
+                  height=layout.size, audio=wav, fps=FPS)
     return out
-
-
-def _encode(frames: Iterator[np.ndarray], width: int, height: int, out: Path, wav: Path | None) -> None:
-    """Pipe RGB frames into ffmpeg (libx264 yuv420p, 25 fps) and mux `wav` as AAC with -shortest."""
-    from geneface.process.video import ffmpeg_error_summary, ffmpeg_exe
-
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(FPS), "-i", "pipe:0"]
-    if wav is not None:
-        cmd += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-shortest"]
-    cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p", "-r", str(FPS),
-            "-movflags", "+faststart", "-f", "mp4", str(out)]
-    with tempfile.TemporaryFile() as err:            # a file, not a pipe: ffmpeg never blocks on stderr
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            for frame in frames:
-                try:
-                    proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-                except BrokenPipeError:
-                    break
-            try:
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
-            code = proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if code != 0:        # a pipe ffmpeg closed early with success: -shortest ended at the audio's end
-            err.seek(0)
-            message = ffmpeg_error_summary(err.read().decode(errors="replace"))
-            raise RuntimeError(f"ffmpeg could not encode {out}: {message}")
