@@ -1,0 +1,143 @@
+"""What the renderer stages read from a speaker dataset: random rays of one frame for training,
+whole frames for validation.
+
+The head model learns only the head: its background is the frame's own neck and torso pixels laid
+over the background plate (the reference's `bg_torso_img`), so everything that is not head is given.
+Images are decoded per item (in DataLoader workers) unless `cache_images` keeps them in RAM, which is
+worth it only for small speakers: 512² × 8000 frames would be 6 GB.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from geneface.data import contract
+from geneface.data.frames import SpeakerFrames, arrays
+from geneface.nerf.condition import condition_windows
+
+BACKGROUND_FOR_HEAD = (contract.Label.NECK, contract.Label.TORSO, contract.Label.BACKGROUND)
+
+
+class SpeakerImages:
+    """Frames, labels, plate, cameras and normalised landmarks of one speaker, shared by the datasets."""
+
+    def __init__(self, root: str | os.PathLike, cache_images: bool = False):
+        self.root = Path(root)
+        self.frames = SpeakerFrames(self.root)
+        meta = self.frames.meta
+        self.height, self.width = int(meta["height"]), int(meta["width"])
+        self.focal, self.cx, self.cy = float(meta["focal"]), float(meta["cx"]), float(meta["cy"])
+        self.num_frames, self.num_train = int(meta["num_frames"]), int(meta["num_train"])
+        data = arrays(self.root)
+        self.c2w = torch.from_numpy(np.array(data["c2w"], dtype=np.float32))                # [T, 4, 4]
+        self.landmarks = normalized_landmarks(data["idexp_lm3d"], data["idexp_lm3d_mean"],
+                                              data["idexp_lm3d_std"])                   # [T, 204]
+        self.face_rect = np.array(data["face_rect"])                                    # [T, 4] x y w h
+        self.lip_rect = np.array(data["lip_rect"])
+        self.plate = self.frames.background()                                           # [H, W, 3] uint8
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache_images else None
+
+    def image_and_labels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        item = (self.frames.image(i), self.frames.labels(i))
+        if self._cache is not None:
+            self._cache[i] = item
+        return item
+
+    def head_background(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The frame's non-head pixels over the plate where labels say background: [H, W, 3] uint8."""
+        keep = (labels == contract.Label.NECK) | (labels == contract.Label.TORSO)
+        return np.where(keep[..., None], image, self.plate)
+
+    def cameras(self, frames: range | None = None) -> dict:
+        frames = frames if frames is not None else range(self.num_frames)
+        return {"c2w": self.c2w[list(frames)], "focal": self.focal, "cx": self.cx, "cy": self.cy,
+                "height": self.height, "width": self.width}
+
+
+def normalized_landmarks(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """[T, 68, 3] idexp → [T, 204] (idexp − mean)/std, the renderers' condition input."""
+    out = (np.asarray(idexp, np.float32) - mean) / np.maximum(std, 1e-6)
+    return torch.from_numpy(out.reshape(len(out), -1).astype(np.float32))
+
+
+def _to_float(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).float().div_(255.0)
+
+
+class RandomRays(Dataset):
+    """Item k: `num_rays` random pixels of training frame k (one image per step, as the reference),
+    or `num_rays // patch_size²` random square patches when patch_size > 1."""
+
+    def __init__(self, images: SpeakerImages, frames: range, num_rays: int = 65536, patch_size: int = 1,
+                 seed: int = 0):
+        self.images, self.frames = images, list(frames)
+        self.num_rays, self.patch_size, self.seed = num_rays, patch_size, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _pixels(self, generator: torch.Generator) -> torch.Tensor:
+        h, w, p = self.images.height, self.images.width, self.patch_size
+        if p <= 1:
+            return torch.stack([torch.randint(0, h, (self.num_rays,), generator=generator),
+                                torch.randint(0, w, (self.num_rays,), generator=generator)], -1)
+        count = max(1, self.num_rays // (p * p))
+        corners = torch.stack([torch.randint(0, h - p + 1, (count,), generator=generator),
+                               torch.randint(0, w - p + 1, (count,), generator=generator)], -1)
+        grid = torch.stack(torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"), -1).reshape(-1, 2)
+        return (corners[:, None] + grid[None]).reshape(-1, 2)                            # [count·p², 2]
+
+    def __getitem__(self, k: int) -> dict:
+        i = self.frames[k]
+        generator = torch.Generator().manual_seed(torch.randint(0, 2**62, ()).item())
+        image, labels = self.images.image_and_labels(i)
+        background = self.images.head_background(image, labels)
+        pixels = self._pixels(generator)                                                # [N, 2] row, col
+        rows, cols = pixels[:, 0].numpy(), pixels[:, 1].numpy()
+        x, y, w, h = self.images.face_rect[i]
+        in_face = (cols >= x) & (cols < x + w) & (rows >= y) & (rows < y + h)           # [quirk fixed]
+        return {
+            "frame": i,
+            "pixels": pixels,
+            "rgb": _to_float(image[rows, cols]),                                         # [N, 3]
+            "background": _to_float(background[rows, cols]),                             # [N, 3]
+            "in_face": torch.from_numpy(in_face),                                        # [N]
+            "c2w": self.images.c2w[i],                                                   # [4, 4]
+            "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="zero")[0],
+        }
+
+
+class WholeFrames(Dataset):
+    """Full frames for validation, at most `max_frames` of them spread evenly over `frames`."""
+
+    def __init__(self, images: SpeakerImages, frames: range, max_frames: int | None = None):
+        self.images = images
+        frames = list(frames)
+        if max_frames is not None and len(frames) > max_frames:
+            frames = [frames[int(k)] for k in np.linspace(0, len(frames) - 1, max_frames).round()]
+        self.frames = frames
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, k: int) -> dict:
+        i = self.frames[k]
+        image, labels = self.images.image_and_labels(i)
+        return {
+            "frame": i,
+            "rgb": _to_float(image),                                                     # [H, W, 3]
+            "background": _to_float(self.images.head_background(image, labels)),         # [H, W, 3]
+            "plate": _to_float(self.images.plate),                                       # [H, W, 3]
+            "head_mask": torch.from_numpy(labels == contract.Label.HEAD),                # [H, W]
+            "lip_rect": torch.from_numpy(self.images.lip_rect[i].astype(np.int64)),      # [4] x y w h
+            "c2w": self.images.c2w[i],
+            "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="edge")[0],
+        }

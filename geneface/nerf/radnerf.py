@@ -1,0 +1,102 @@
+"""The landmark-conditioned RAD-NeRF head field (reference §6), with no CUDA extension.
+
+position → 3D grid feature; (feature, condition) → ambient MLP → a 2D "ambient" coordinate in
+[−1, 1]² → 2D grid feature (the expression-dependent part); (position feature, ambient feature) →
+density + geometry feature; (view SH, geometry, per-frame latent) → colour.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+from torch import nn
+
+from geneface.nerf.condition import LandmarkCondition
+from geneface.nerf.encodings import GridEncoding, SHEncoding
+
+
+class FieldOutput(str, Enum):
+    DENSITY = "density"    # [M] ≥ 0
+    RGB = "rgb"            # [M, 3] in [0, 1]
+    AMBIENT = "ambient"    # [M, 2] the ambient coordinate, regularised outside the face
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp whose gradient is clamped, so a large density logit cannot blow up (torch-ngp's)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return _TruncExp.apply(x.float())
+
+
+def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, bias: bool = True) -> nn.Sequential:
+    dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
+    modules: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        modules.append(nn.Linear(a, b, bias=bias))
+        if i < len(dims) - 2:
+            modules.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*modules)
+
+
+class RadNerfField(nn.Module):
+    """Density and colour at normalised positions in [−1, 1]³, given a per-frame condition."""
+
+    def __init__(self, condition: LandmarkCondition, position_encoding: GridEncoding,
+                 ambient_encoding: GridEncoding, direction_encoding: SHEncoding,
+                 hidden: int = 128, ambient_layers: int = 3, sigma_layers: int = 3, geo_dim: int = 128,
+                 color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4):
+        super().__init__()
+        self.condition = condition
+        self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
+        self.direction_encoding = direction_encoding
+        self.ambient_net = mlp(position_encoding.output_dim + condition.out_dim, 2, hidden, ambient_layers,
+                               bias=False)
+        self.sigma_net = mlp(position_encoding.output_dim + ambient_encoding.output_dim, 1 + geo_dim, hidden,
+                             sigma_layers)
+        self.color_net = mlp(direction_encoding.output_dim + geo_dim + latent_dim, 3, hidden, color_layers)
+        # per-training-frame appearance codes; index 0 at test time (the original's)
+        self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
+
+    def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # x [M, 3] normalised, cond [M, C] → density [M], geometry feature [M, G], ambient [M, 2]
+        pos = self.position_encoding(x)
+        ambient = torch.tanh(self.ambient_net(torch.cat([pos, cond.to(pos.dtype)], -1)))
+        amb = self.ambient_encoding(ambient)
+        h = self.sigma_net(torch.cat([pos, amb], -1))
+        return trunc_exp(h[:, 0]), h[:, 1:], ambient
+
+    def density(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.geometry(x, cond.expand(len(x), -1))[0]
+
+    def forward(self, x: torch.Tensor, directions: torch.Tensor, cond: torch.Tensor,
+                latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        # x, directions [M, 3]; cond [M, C]; latent [M, latent_dim]
+        sigma, geo, ambient = self.geometry(x, cond)
+        view = self.direction_encoding(directions)
+        rgb = torch.sigmoid(self.color_net(torch.cat([view, geo, latent.to(geo.dtype)], -1)))
+        return {FieldOutput.DENSITY.value: sigma, FieldOutput.RGB.value: rgb.float(),
+                FieldOutput.AMBIENT.value: ambient.float()}
+
+    def param_groups(self, lr: float, grid_lr_scale: float = 10.0, smoother_lr_scale: float = 5.0) -> list[dict]:
+        """The reference's three learning rates: grids ×10, the attention smoother ×5, the rest ×1."""
+        grids = list(self.position_encoding.parameters()) + list(self.ambient_encoding.parameters())
+        smoother = list(self.condition.smoother.parameters()) if self.condition.smoother is not None else []
+        special = {id(p) for p in grids + smoother}
+        rest = [p for p in self.parameters() if id(p) not in special]
+        groups = [{"params": rest, "lr": lr, "name": "mlp"},
+                  {"params": grids, "lr": lr * grid_lr_scale, "name": "grid"}]
+        if smoother:
+            groups.append({"params": smoother, "lr": lr * smoother_lr_scale, "name": "smoother"})
+        return groups

@@ -1,0 +1,151 @@
+"""Speed and memory of the RAD-NeRF head: training rays/s and 512² render frames/s, eager and
+torch.compile, on CPU and (when present) CUDA. Needs torch only (no Hydra, no Lightning, no data).
+
+    python scripts/bench_nerf.py [--devices cpu cuda] [--paths eager compiled] [--runs 5]
+
+The scene is the stage's default field (configs/stage/radnerf.yaml sizes) seen from a 512² camera
+with focal 2048 px, with the occupancy grid filled from a head-sized ellipsoid, so the number of
+samples per ray is what a trained head gives (a fresh grid would evaluate every sample). Each figure
+is the median of --runs timed runs after warm-up; peak memory is CUDA's max allocated, or the
+process's peak RSS on CPU (which includes everything before it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without install
+
+from geneface.nerf.condition import LandmarkCondition  # noqa: E402
+from geneface.nerf.encodings import GridEncoding, SHEncoding  # noqa: E402
+from geneface.nerf.occupancy import OccupancyGrid  # noqa: E402
+from geneface.nerf.radnerf import RadNerfField  # noqa: E402
+from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays  # noqa: E402
+from geneface.nerf.renderer import render_rays  # noqa: E402
+
+AABB = [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]        # the stage's default box, head units
+SIZE, FOCAL, DISTANCE = 512, 2048.0, 20.0       # cnn2-like framing: the head spans ~250 px
+
+
+def build(device: str, resolution: int = 128):
+    field = RadNerfField(LandmarkCondition(), GridEncoding(3), GridEncoding(2), SHEncoding(degree=4)).to(device)
+    box = SceneBox(torch.tensor(AABB, device=device))
+    occupancy = OccupancyGrid(resolution=resolution).to(device)
+    radii = torch.tensor([0.9, 1.4, 1.0], device=device)
+
+    def head_density(x_n):                     # a solid ellipsoid: what a trained grid looks like
+        x = box.centre + x_n * box.half_size
+        return ((x / radii).square().sum(-1) < 1).float() * 50.0
+
+    occupancy.update(head_density)
+    c2w = torch.eye(4, device=device)
+    c2w[2, 3] = -DISTANCE                      # OpenCV camera looking +z at the face (which looks −z)
+    return field, box, occupancy, c2w
+
+
+def timed(fn, runs: int, device: str) -> list[float]:
+    times = []
+    for _ in range(runs):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int) -> dict:
+    torch.manual_seed(0)
+    field, box, occupancy, c2w = build(device)
+    forward = torch.compile(field, dynamic=True) if path == "compiled" else field
+    optimizer = torch.optim.Adam(field.param_groups(5e-4), betas=(0.9, 0.999), eps=1e-15)
+    window = torch.randn(1, 5, 204, device=device)
+    amp = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
+    focal, c = FOCAL, SIZE / 2
+    stats = {}
+
+    def field_fn_for(cond, latent):
+        return lambda x, d, idx: forward(x, d, cond.expand(len(x), -1), latent.expand(len(x), -1))
+
+    def train_step():
+        pixels = torch.randint(0, SIZE, (num_rays, 2), device=device)
+        origins, directions = pixel_rays(c2w, focal, c, c, pixels)
+        target = torch.rand(num_rays, 3, device=device)
+        with amp:
+            cond = field.condition(window)
+            out = render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
+                              torch.zeros(num_rays, 3, device=device), occupancy, num_samples, perturb=True)
+            loss = torch.nn.functional.mse_loss(out.rgb.float(), target)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        stats["samples_per_ray"] = out.samples_per_ray
+
+    @torch.no_grad()
+    def render_frame():
+        origins, directions = pixel_rays(c2w, focal, c, c, image_pixels(SIZE, SIZE, device))
+        with amp:
+            cond = field.condition(window)
+            render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
+                        torch.zeros(3, device=device), occupancy, num_samples, chunk=65536)
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(2):                         # warm-up (and compilation)
+        train_step()
+    train = statistics.median(timed(train_step, runs, device))
+    render_frame()
+    render = statistics.median(timed(render_frame, max(2, runs // 2), device))
+    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    return {"device": device, "path": path, "train_rays_s": num_rays / train, "step_ms": 1000 * train,
+            "render_fps": 1 / render, "samples_per_ray": stats["samples_per_ray"], "peak_mb": peak / 2**20}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
+    parser.add_argument("--paths", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rays", type=int, default=None, help="rays per training step (default 65536 on "
+                        "CUDA as the reference, 8192 on CPU)")
+    parser.add_argument("--samples", type=int, default=64, help="samples per ray before skipping")
+    args = parser.parse_args()
+    rows = []
+    for device in args.devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("cuda: not available, skipped", file=sys.stderr)
+            continue
+        for path in args.paths:
+            rays = args.rays or (65536 if device == "cuda" else 8192)
+            try:
+                rows.append(bench(device, path, args.runs, rays, args.samples))
+            except Exception as err:            # e.g. no C++ compiler for inductor: report, go on
+                print(f"{device}/{path}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
+    print(f"\nRAD-NeRF head, 512² camera, {args.samples} samples/ray before skipping; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads, GPU: {name}; median of {args.runs} runs\n")
+    print("| device | path | train rays/s | train step ms | render 512² frames/s | samples/ray (kept) | peak MB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['device']} | {r['path']} | {r['train_rays_s']:,.0f} | {r['step_ms']:.0f} | "
+              f"{r['render_fps']:.2f} | {r['samples_per_ray']:.1f} | {r['peak_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

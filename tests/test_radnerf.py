@@ -1,0 +1,134 @@
+"""Stage radnerf: the condition network, the field's parameter groups, and learning the synthetic
+speaker's head (held-out PSNR, and the landmarks control the mouth)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geneface.data.nerf_rays import RandomRays, SpeakerImages, WholeFrames
+from geneface.nerf.condition import LandmarkCondition, condition_windows
+from geneface.nerf.encodings import GridEncoding, SHEncoding
+from geneface.nerf.radnerf import RadNerfField
+from geneface.train import train
+from geneface.utils.checkpoints import load_stage
+from hydra_utils import compose_train
+
+
+def _field(**kw) -> RadNerfField:
+    return RadNerfField(LandmarkCondition(), GridEncoding(3, num_levels=4, desired_resolution=64),
+                        GridEncoding(2, num_levels=4, desired_resolution=64), SHEncoding(degree=4),
+                        hidden=32, geo_dim=16, num_latents=10, **kw)
+
+
+def test_condition_windows_pad_zero_in_training_and_edge_at_inference():
+    seq = torch.arange(1, 7, dtype=torch.float32)[:, None].repeat(1, 204)   # frames valued 1…6
+    zero = condition_windows(seq, torch.tensor([0, 5]), padding="zero")
+    edge = condition_windows(seq, torch.tensor([0, 5]), padding="edge")
+    assert zero.shape == (2, 5, 204)
+    assert zero[0, :, 0].tolist() == [0, 0, 1, 2, 3] and zero[1, :, 0].tolist() == [4, 5, 6, 0, 0]
+    assert edge[0, :, 0].tolist() == [1, 1, 1, 2, 3] and edge[1, :, 0].tolist() == [4, 5, 6, 6, 6]
+    with pytest.raises(ValueError, match="padding"):
+        condition_windows(seq, torch.tensor([0]), padding="reflect")
+
+
+def test_attention_smoother_weights_a_window_and_can_be_off():
+    torch.manual_seed(0)
+    cond = LandmarkCondition()
+    windows = torch.randn(3, 5, 204)
+    out = cond(windows)
+    assert out.shape == (3, 64)
+    centre_only = cond(windows, smooth=False)
+    torch.testing.assert_close(centre_only, cond.encoder(windows[:, 2]))
+    # the smoothed condition is a convex combination of the 5 frame features
+    feats = cond.encoder(windows)
+    lo, hi = feats.min(1).values, feats.max(1).values
+    assert bool(((out >= lo - 1e-5) & (out <= hi + 1e-5)).all())
+
+
+def test_field_outputs_and_reference_learning_rate_groups():
+    torch.manual_seed(0)
+    field = _field()
+    x = torch.rand(100, 3) * 2 - 1
+    d = torch.nn.functional.normalize(torch.randn(100, 3), dim=-1)
+    cond = field.condition(torch.randn(1, 5, 204)).expand(100, -1)
+    out = field(x, d, cond, field.latents[:1].expand(100, -1))
+    assert out["density"].shape == (100,) and bool((out["density"] >= 0).all())
+    assert out["rgb"].shape == (100, 3) and bool(((out["rgb"] >= 0) & (out["rgb"] <= 1)).all())
+    assert out["ambient"].shape == (100, 2) and bool((out["ambient"].abs() <= 1).all())
+    groups = {g["name"]: g for g in field.param_groups(5e-4)}
+    assert groups["mlp"]["lr"] == 5e-4 and groups["grid"]["lr"] == 5e-3 and groups["smoother"]["lr"] == 2.5e-3
+    counted = sum(p.numel() for g in groups.values() for p in g["params"])
+    assert counted == sum(p.numel() for p in field.parameters())      # every parameter, exactly once
+
+
+def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
+    from geneface.data.contract import Label
+    from geneface.data.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    images = SpeakerImages(root)
+    item = RandomRays(images, range(images.num_train), num_rays=512)[3]
+    assert item["pixels"].shape == (512, 2) and item["rgb"].shape == (512, 3) and item["window"].shape == (5, 204)
+    image, labels = images.image_and_labels(item["frame"])
+    rows, cols = item["pixels"][:, 0].numpy(), item["pixels"][:, 1].numpy()
+    lab = labels[rows, cols]
+    body = (lab == Label.NECK) | (lab == Label.TORSO)
+    assert body.any()
+    np.testing.assert_allclose(item["background"][body].numpy(), item["rgb"][body].numpy(), atol=1e-6)
+    plate = lab == Label.BACKGROUND                                     # the plate, ≈ the JPEG frame there
+    assert np.abs(item["background"][plate].numpy() - item["rgb"][plate].numpy()).mean() < 0.02
+    x, y, w, h = images.face_rect[item["frame"]]
+    assert bool(item["in_face"].any()) and not bool(item["in_face"].all())
+    inside = (cols >= x) & (cols < x + w) & (rows >= y) & (rows < y + h)
+    assert (item["in_face"].numpy() == inside).all()
+    patches = RandomRays(images, range(images.num_train), num_rays=512, patch_size=8)[0]["pixels"]
+    assert patches.shape == (512, 2)
+    assert (patches[1] - patches[0]).tolist() == [0, 1]                   # row-major inside a patch
+    val = WholeFrames(images, range(images.num_train, images.num_frames), max_frames=3)
+    assert len(val) == 3 and val[0]["rgb"].shape == (64, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def trained_head(tmp_path_factory):
+    """The synthetic speaker (128², 12 s) and experiment=radnerf_cpu, shortened."""
+    from geneface.data.synthetic.speaker import write_synthetic_speaker
+
+    tmp = tmp_path_factory.mktemp("radnerf")
+    root = write_synthetic_speaker(tmp / "data", seconds=12, size=128, progress=False)
+    cfg = compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp}",
+                         "logger=csv", "stage.max_steps=600", "stage.val_check_interval=300",
+                         "stage.data.val_frames=4"], tmp / "run")
+    metrics = train(cfg)
+    return tmp, root, metrics
+
+
+@pytest.mark.slow
+def test_radnerf_learns_the_synthetic_head(trained_head):
+    tmp, _, metrics = trained_head
+    assert float(metrics["val/psnr"]) >= 25.0, metrics           # head box of held-out frames
+    assert (tmp / "demo" / "radnerf" / "best.ckpt").is_file()
+    assert list((tmp / "run").rglob("val_renders/*.png"))
+
+
+@pytest.mark.slow
+def test_landmarks_control_the_mouth(trained_head):
+    tmp, root, _ = trained_head
+    model = load_stage(tmp / "demo" / "radnerf" / "best.ckpt")     # rebuilt from the checkpoint alone
+    images = SpeakerImages(root)
+    frame = images.num_train + 5
+    openness = (images.landmarks[:, 66 * 3 + 1] - images.landmarks[:, 62 * 3 + 1])  # inner lip gap (y)
+    open_frame, closed_frame = int(openness.argmax()), int(openness.argmin())
+    plate = images.plate
+    c2w = images.c2w[[frame]].numpy()
+    renders = {}
+    for name, source in (("open", open_frame), ("closed", closed_frame)):
+        lm = images.landmarks[[source]].reshape(1, 68, 3).numpy()
+        renders[name] = next(model.render_frames(c2w, lm, plate)).astype(np.float32) / 255
+    diff = np.abs(renders["open"] - renders["closed"]).mean(-1)        # [H, W]
+    x, y, w, h = images.lip_rect[frame]
+    mouth = np.zeros_like(diff, dtype=bool)
+    mouth[max(y - h, 0): y + 2 * h, max(x - w // 2, 0): x + w + w // 2] = True
+    assert diff[mouth].mean() > 0.03, diff[mouth].mean()                # the mouth follows the condition
+    assert diff[~mouth].mean() < diff[mouth].mean() / 5                 # and little else does
