@@ -10,7 +10,7 @@ dir ?=
 video ?=
 wav ?=
 
-.PHONY: help setup test test-fast demo data train process infer check visualize clean
+.PHONY: help setup test test-fast demo data train process infer evaluate check visualize clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,8 +30,13 @@ test-fast: ## the quick tests only (no slow ones)
 data: ## write the synthetic speaker `demo` and the synthetic corpus under outputs/data/
 	$(PY) -m geneface.data.synthetic $(data_args)
 
-demo: data ## built-in default: synthetic data, then a CPU-sized SyncNet trained on it (minutes)
+demo: data ## the whole pipeline on synthetic data, CPU-sized: every stage, then an mp4 (≤ 15 min on 2 cores)
 	$(PY) -m geneface.train experiment=syncnet_cpu $(args)
+	$(PY) -m geneface.train experiment=audio2motion_cpu $(args)
+	$(PY) -m geneface.train experiment=postnet_cpu $(args)
+	$(PY) -m geneface.train experiment=radnerf_cpu $(args)
+	$(PY) -m geneface.train experiment=radnerf_torso_cpu $(args)
+	$(PY) -m geneface.infer speaker=demo wav=synthetic_speech.wav
 
 train: ## train a stage: make train stage=syncnet speaker=lrs3 args="stage.max_steps=100"
 	@test -n "$(stage)" || { echo "usage: make train stage=<stage> [speaker=<speaker>] [args=...]"; exit 2; }
@@ -41,9 +46,13 @@ process: ## process a speaker video: make process speaker=May video=path/to/May.
 	@test -n "$(speaker)" -a -n "$(video)" || { echo "usage: make process speaker=<name> video=<file>"; exit 2; }
 	$(PY) -m geneface.process speaker=$(speaker) video=$(video) $(args)
 
-infer: ## landmarks for an audio file with a trained speaker: make infer speaker=May wav=zozo.wav
+infer: ## audio → talking-head mp4 with a trained speaker: make infer speaker=May wav=zozo.wav
 	@test -n "$(speaker)" -a -n "$(wav)" || { echo "usage: make infer speaker=<speaker> wav=<file or name in outputs/data/raw/val_wavs>"; exit 2; }
 	$(PY) -m geneface.infer speaker=$(speaker) wav=$(wav) $(args)
+
+evaluate: ## self-reconstruction metrics on the val split: make evaluate speaker=May [args="renderer=radnerf"]
+	@test -n "$(speaker)" || { echo "usage: make evaluate speaker=<speaker> [args=...]"; exit 2; }
+	$(PY) -m geneface.evaluate speaker=$(speaker) $(args)
 
 check: ## validate a dataset directory: make check dir=outputs/data/demo
 	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }

@@ -1,13 +1,15 @@
 """Inference entry point: `python -m geneface.infer speaker=<speaker> wav=<file>`.
 
-Audio → landmarks with the speaker's selected postnet checkpoint (it carries its frozen VAE), then the
-reference's normalisation, per-region clamp and smoothing. Writes `<out_dir>/<wav>_lm3d.npy` (raw
-idexp [T, 68, 3], the visualiser's and renderer's input) and `<wav>_lm3d_normalized.npy`.
+Audio → landmarks with the speaker's selected postnet checkpoint (it carries its frozen VAE), the
+reference's normalisation, per-region clamp and smoothing → the speaker's renderer (head + torso by
+default) over the background along the training video's smoothed camera path → an mp4 with the
+audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -16,7 +18,10 @@ import torch
 from omegaconf import DictConfig
 
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
-from geneface.utils.checkpoints import load_stage, upstream_checkpoint
+from geneface.inference.renderer import load_renderer
+from geneface.inference.talking_head import render_video, renderer_stage
+from geneface.process.audio_io import write_wav
+from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 from geneface.utils.io import save_npy
 
 
@@ -28,15 +33,22 @@ def resolve_audio(wav: str, data_dir: str) -> Path:
     raise FileNotFoundError(f"audio {wav!r} not found (looked at {wav} and {data_dir}/raw/val_wavs/{wav})")
 
 
-def infer_landmarks(cfg: DictConfig) -> dict[str, Path]:
+def renderer_checkpoint(cfg: DictConfig) -> Path:
+    stage = renderer_stage(cfg.renderer, cfg.head_only)
+    path = cfg.renderer_ckpt or Path(cfg.paths.output_dir) / cfg.speaker.name / stage / "best.ckpt"
+    return upstream_checkpoint(path)     # missing: names the training command
+
+
+def infer(cfg: DictConfig) -> dict[str, Path]:
     audio_path = resolve_audio(str(cfg.wav), str(cfg.paths.data_dir))
-    ckpt = upstream_checkpoint(cfg.postnet_ckpt)   # missing: names the training command
+    ckpt = upstream_checkpoint(cfg.postnet_ckpt)
+    render_ckpt = renderer_checkpoint(cfg) if cfg.render else None   # fail before any work
     torch.manual_seed(cfg.seed)
     model = load_stage(ckpt).to(cfg.device)
     stats_root = Path(cfg.speaker.root)
     mean = np.load(stats_root / "idexp_lm3d_mean.npy")
     std = np.load(stats_root / "idexp_lm3d_std.npy")
-    _, mel, num_frames = load_driving_audio(audio_path)
+    wave, mel, num_frames = load_driving_audio(audio_path)
     raw = predict_idexp(model, mel, num_frames, temperature=cfg.temperature)
     normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing)
     out_dir = Path(cfg.out_dir)
@@ -44,18 +56,31 @@ def infer_landmarks(cfg: DictConfig) -> dict[str, Path]:
                "lm3d_normalized": out_dir / f"{audio_path.stem}_lm3d_normalized.npy"}
     save_npy(outputs["lm3d"], raw)
     save_npy(outputs["lm3d_normalized"], normalised)
+    if render_ckpt is not None:
+        renderer = load_renderer(render_ckpt, cfg.device)
+        stage = renderer_stage(cfg.renderer, cfg.head_only)
+        outputs["video"] = out_dir / f"{audio_path.stem}_{stage}.mp4"
+        with tempfile.TemporaryDirectory() as tmp:
+            wav16k = Path(tmp) / "audio.wav"                           # exactly T·640 samples at 16 kHz
+            write_wav(wav16k, wave)
+            render_video(renderer, stats_root, normalised, wav16k, outputs["video"], background=cfg.background,
+                         pose_window=cfg.pose_smoothing, audio_features=mel)
     return outputs
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
     try:
-        outputs = infer_landmarks(cfg)
-    except (FileNotFoundError, ValueError) as err:
+        outputs = infer(cfg)
+    except (FileNotFoundError, ValueError, MissingCheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"landmarks: {outputs['lm3d']}\ncheck them by eye: python -m geneface.viz npy={outputs['lm3d']} "
-          f"audio={cfg.wav} mean_shape={cfg.speaker.root}")
+    print(f"landmarks: {outputs['lm3d']}")
+    if "video" in outputs:
+        print(f"video: {outputs['video']}")
+    else:
+        print(f"check them by eye: python -m geneface.viz npy={outputs['lm3d']} audio={cfg.wav} "
+              f"mean_shape={cfg.speaker.root}")
 
 
 if __name__ == "__main__":

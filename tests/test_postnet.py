@@ -192,7 +192,7 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from geneface.infer import infer_landmarks
+    from geneface.infer import infer
     from geneface.process.audio_io import write_wav
     from hydra_utils import CONFIG_DIR
 
@@ -201,8 +201,8 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("infer", overrides=["speaker=demo", f"speaker.root={speaker}", f"wav={wav}",
-                                          f"paths.output_dir={tmp_path}"])
-    outputs = infer_landmarks(cfg)
+                                          f"paths.output_dir={tmp_path}", "render=false"])
+    outputs = infer(cfg)
     lm3d = np.load(outputs["lm3d"])
     assert lm3d.shape == (75, 68, 3) and np.isfinite(lm3d).all()
     assert np.load(outputs["lm3d_normalized"]).shape == (75, 68, 3)

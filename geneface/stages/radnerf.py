@@ -40,6 +40,25 @@ def head_box(mask: torch.Tensor, margin: int = 4) -> tuple[slice, slice] | None:
             slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)))
 
 
+def frame_background(background: np.ndarray, i: int, device) -> torch.Tensor:
+    """Frame i's background as float [H, W, 3] in [0, 1] from one uint8 image or one per frame."""
+    image = background[i] if np.ndim(background) == 4 else background
+    return torch.as_tensor(np.asarray(image), device=device).float() / 255.0
+
+
+def check_render_inputs(renderer, c2w: torch.Tensor, landmarks: torch.Tensor, background: np.ndarray) -> None:
+    """Fail before rendering, naming what does not fit, instead of deep inside the ray marcher."""
+    t = len(c2w)
+    if c2w.shape[1:] != (4, 4) or landmarks.shape != (t, 204):
+        raise ValueError(f"render_frames needs c2w [T, 4, 4] and landmarks [T, 68, 3] for the same T; got "
+                         f"{tuple(c2w.shape)} and {tuple(landmarks.shape)}")
+    size = (renderer.height, renderer.width, 3)
+    shape = tuple(np.shape(background))
+    if shape != size and shape != (t, *size):
+        raise ValueError(f"background must be uint8 {size} (or one per frame, ({t}, ...)) — the size the "
+                         f"renderer was trained at; got {shape}")
+
+
 def exponential_decay(decay_steps: int) -> Callable[[int], float]:
     """The reference's lr factor 0.1^(step/decay_steps), no warmup."""
     return lambda step: 0.1 ** min(step / decay_steps, 1.0)
@@ -120,15 +139,15 @@ class RadNerfStage(L.LightningModule):
     @torch.no_grad()
     def render_frames(self, c2w: np.ndarray, landmarks: np.ndarray, background: np.ndarray,
                       batch_frames: int = 1) -> Iterator[np.ndarray]:
-        """Inference: c2w [T, 4, 4], normalised landmarks [T, 68, 3], background uint8 [H, W, 3] →
-        uint8 [H, W, 3] frames, with the end frames' windows edge-padded and latent code 0."""
+        """Inference: c2w [T, 4, 4], normalised landmarks [T, 68, 3], background uint8 [H, W, 3] (or one
+        per frame, [T, H, W, 3]) → uint8 [H, W, 3] frames; end windows edge-padded, latent code 0."""
         self.eval()
         sequence = torch.as_tensor(np.asarray(landmarks, np.float32).reshape(len(landmarks), -1), device=self.device)
-        bg = torch.as_tensor(np.asarray(background), device=self.device).float() / 255.0
         cams = torch.as_tensor(np.asarray(c2w, np.float32), device=self.device)
+        check_render_inputs(self, cams, sequence, background)
         for i in range(len(sequence)):
             window = condition_windows(sequence, torch.tensor([i], device=self.device), padding="edge")[0]
-            rgb, _ = self.render_image(cams[i], window, bg)
+            rgb, _ = self.render_image(cams[i], window, frame_background(background, i, self.device))
             yield (rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
 
     # ---------------------------------------------------------------- training

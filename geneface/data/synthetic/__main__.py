@@ -7,11 +7,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
+from geneface.data.contract import FPS
 from geneface.data.synthetic import write_synthetic_corpus, write_synthetic_speaker
+from geneface.data.synthetic.audio import random_voice, speech_like_audio
+from geneface.process.audio_io import write_wav
+
+
+def write_driving_audio(path: Path, seconds: float, seed: int) -> Path:
+    """A speech-like wav in a voice the synthetic speaker never had (a cross-driven test)."""
+    rng = np.random.default_rng(seed + 7919)
+    wave, _ = speech_like_audio(rng, int(round(seconds * FPS)), random_voice(rng))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, 0.5 * wave)
+    return path
 
 
 def generate(cfg: DictConfig) -> dict[str, Path]:
@@ -27,8 +41,12 @@ def generate(cfg: DictConfig) -> dict[str, Path]:
             out_dir, name=cfg.corpus.name, num_speakers=cfg.corpus.num_speakers,
             clips_per_speaker=cfg.corpus.clips_per_speaker, clip_seconds=tuple(cfg.corpus.clip_seconds),
             seed=cfg.seed, val_every=cfg.corpus.val_every, overwrite=cfg.overwrite, progress=cfg.progress)
+    if cfg.get("driving_audio"):
+        written["driving audio"] = write_driving_audio(
+            out_dir / "raw" / "val_wavs" / cfg.driving_audio.name, cfg.driving_audio.seconds, cfg.seed)
     for kind, path in written.items():
-        print(f"{kind}: {path}  (check it: python -m geneface.data.check {path})")
+        check = "" if kind == "driving audio" else f"  (check it: python -m geneface.data.check {path})"
+        print(f"{kind}: {path}{check}")
     return written
 
 

@@ -1,0 +1,65 @@
+"""Landmarks → rendered frames → mp4 with the audio (reference §9, steps 3–5).
+
+The camera path is the training video's poses (train + val, in order), smoothed, and run back and
+forth when the audio is longer than the video, so any length works (the original ran off the end).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from geneface.data.frames import SpeakerFrames, arrays
+from geneface.inference.camera_path import driving_cameras
+from geneface.inference.renderer import FrameRenderer
+from geneface.utils.mp4 import write_mp4
+
+HEAD_STAGE = {"radnerf_torso": "radnerf", "nerf_torso": "nerf"}   # head_only: the torso stage's head
+COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "green": (0, 177, 64)}
+
+
+def renderer_stage(renderer: str, head_only: bool) -> str:
+    if renderer not in ("radnerf_torso", "radnerf", "nerf_torso", "nerf"):
+        raise ValueError(f"renderer must be radnerf_torso, radnerf, nerf_torso or nerf; got {renderer!r}")
+    return HEAD_STAGE.get(renderer, renderer) if head_only else renderer
+
+
+def background_image(spec: str, plate: np.ndarray) -> np.ndarray:
+    """`plate` (the speaker's background plate), a colour name, `#rrggbb`, or an image file (resized
+    to the video's size) → uint8 [H, W, 3] RGB."""
+    h, w = plate.shape[:2]
+    spec = str(spec)
+    if spec == "plate":
+        return plate
+    if spec.lower() in COLOURS:
+        return np.broadcast_to(np.array(COLOURS[spec.lower()], np.uint8), (h, w, 3)).copy()
+    if re.fullmatch(r"#[0-9a-fA-F]{6}", spec):
+        rgb = tuple(int(spec[i:i + 2], 16) for i in (1, 3, 5))
+        return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3)).copy()
+    path = Path(spec)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+    if image is None:
+        raise ValueError(f"background {spec!r} is neither 'plate', a colour ({', '.join(COLOURS)}, #rrggbb) "
+                         f"nor a readable image file")
+    return cv2.cvtColor(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+
+def render_video(renderer: FrameRenderer, speaker_root: str | Path, landmarks: np.ndarray, audio: Path,
+                 out: Path, background: str = "plate", pose_window: int = 7,
+                 audio_features: np.ndarray | None = None) -> Path:
+    """Normalised landmarks [T, 68, 3] → `out` (h264 + aac, 25 fps, T frames), written atomically."""
+    frames = SpeakerFrames(speaker_root)
+    if (frames.height, frames.width) != (renderer.height, renderer.width):
+        raise ValueError(f"the renderer was trained at {renderer.width}×{renderer.height} but {speaker_root} "
+                         f"is {frames.width}×{frames.height}: pass the speaker it was trained on")
+    cameras = driving_cameras(np.asarray(arrays(speaker_root)["c2w"], np.float32), len(landmarks), pose_window)
+    extra = {}
+    if "audio_features" in inspect.signature(renderer.render_frames).parameters:
+        extra["audio_features"] = audio_features        # the legacy torso listens to the audio too
+    stream = renderer.render_frames(cameras, landmarks, background_image(background, frames.background()), **extra)
+    return write_mp4(stream, out, width=renderer.width, height=renderer.height, audio=audio,
+                     total=len(landmarks), desc="render")
