@@ -20,6 +20,9 @@ name: {name}
 kind: speaker
 root: ${{paths.data_dir}}/{name}
 fps: 25
+# NeRF scene box in head units (eye span 1, origin near the skull centre, y down): uncomment and grow
+# it if the first radnerf val renders cut off hair or a hat.
+# nerf_aabb: [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]
 """
 
 

@@ -1,0 +1,79 @@
+"""Landmarks → frames → mp4: the camera path, background options and the video's contract, with a
+stand-in renderer (the real ones are trained in their own tests)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geneface.data.nerf_rays import SpeakerImages
+from geneface.inference.talking_head import background_image, render_video, renderer_stage
+from geneface.process.audio_io import write_wav
+from geneface.process.video import iter_frames, probe_video
+
+
+class RecordingRenderer:
+    """Paints the background and writes the frame number into the red channel; records its inputs."""
+
+    def __init__(self, height: int, width: int):
+        self.height, self.width = height, width
+        self.calls: dict = {}
+
+    def render_frames(self, c2w, landmarks, background, batch_frames=1):
+        self.calls = {"c2w": c2w, "landmarks": landmarks, "background": background}
+        for i in range(len(landmarks)):
+            frame = background.copy()
+            frame[:8, :8] = (min(5 * i, 255), 0, 0)
+            yield frame
+
+
+@pytest.fixture(scope="module")
+def speaker(tmp_path_factory):
+    from geneface.data.synthetic.speaker import write_synthetic_speaker
+
+    return write_synthetic_speaker(tmp_path_factory.mktemp("th") / "data", seconds=1.2, size=64, progress=False)
+
+
+def test_longer_audio_runs_the_camera_path_back_and_forth(speaker, tmp_path):
+    images = SpeakerImages(speaker)                        # 30 frames of video
+    num_frames = 70                                         # 2.8 s of audio: longer than the video
+    write_wav(tmp_path / "a.wav", 0.2 * np.sin(np.arange(num_frames * 640) / 10.0))
+    renderer = RecordingRenderer(64, 64)
+    out = render_video(renderer, speaker, np.zeros((num_frames, 68, 3), np.float32), tmp_path / "a.wav",
+                       tmp_path / "out" / "v.mp4", pose_window=1)
+    info = probe_video(out)
+    assert info.fps == 25 and info.has_audio and info.num_frames_25fps == num_frames   # within a frame of the audio
+    c2w = renderer.calls["c2w"]
+    source = images.c2w.numpy()
+    np.testing.assert_allclose(c2w[29], source[29], atol=1e-6)
+    np.testing.assert_allclose(c2w[30], source[28], atol=1e-6)    # back …
+    np.testing.assert_allclose(c2w[58], source[0], atol=1e-6)     # … and forth again
+    np.testing.assert_allclose(c2w[59], source[1], atol=1e-6)
+    reds = [int(f[:8, :8, 0].mean()) for f in iter_frames(out)]
+    assert len(reds) == num_frames and abs(reds[40] - 200) <= 8    # frames in order
+
+
+def test_background_options(speaker, tmp_path):
+    plate = SpeakerImages(speaker).plate
+    assert background_image("plate", plate) is plate
+    assert (background_image("white", plate) == 255).all()
+    assert background_image("#ff8000", plate)[3, 3].tolist() == [255, 128, 0]
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "bg.png"), np.full((20, 30, 3), (0, 0, 255), np.uint8))   # BGR red
+    image = background_image(str(tmp_path / "bg.png"), plate)
+    assert image.shape == plate.shape and image[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(ValueError, match="neither 'plate', a colour"):
+        background_image("mauve-ish", plate)
+
+
+def test_renderer_choice_and_size_mismatch(speaker, tmp_path):
+    assert renderer_stage("radnerf_torso", head_only=True) == "radnerf"
+    assert renderer_stage("nerf_torso", head_only=False) == "nerf_torso"
+    with pytest.raises(ValueError, match="renderer must be"):
+        renderer_stage("gaussians", head_only=False)
+    write_wav(tmp_path / "a.wav", np.zeros(640 * 5))
+    with pytest.raises(ValueError, match="trained at 128×128"):
+        render_video(RecordingRenderer(128, 128), speaker, np.zeros((5, 68, 3)), tmp_path / "a.wav",
+                     tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
