@@ -1,0 +1,263 @@
+"""Evaluation of a speaker's renderer on its val split (the last ~1/11 of the video, never trained on).
+
+Two rows are measured against the real val frames: *reconstruction* (the renderer driven by the real
+val landmarks: the renderer's own quality) and *audio-driven* (the whole chain from the val audio:
+postnet landmarks, then the renderer). A third row scores the real frames themselves as a reference.
+Metric definitions: ../shared/design/anchors.md.
+
+- PSNR / SSIM (torchmetrics, data range 1): on the bounding box of the pixels labelled HEAD in the
+  real frame, and on the full frame; accumulated over the sequence as the renderer stages validate.
+- LMD: mouth landmarks re-detected on generated and real frames with the same detector, at the
+  video's resolution (compare at 512², the anchors' resolution).
+- sync: the corpus landmark SyncNet's score of landmarks re-detected on the frames against the val
+  audio; head pose and idexp are fitted to the detections as the processing pipeline does.
+  It is our landmark SyncNet, not the audio-visual one of LSE-C/D.
+- frames/s: rendering only, wall clock over the sequence.
+
+One MediaPipe pass per sequence (video mode) feeds both LMD and sync. Frames are streamed: nothing
+holds a whole sequence of images except the head-only renderers' per-frame backgrounds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from tqdm.auto import tqdm
+
+from geneface.data import contract
+from geneface.data.frames import arrays, val_indices
+from geneface.data.nerf_rays import SpeakerImages
+from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
+from geneface.inference.renderer import load_renderer
+from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
+from geneface.metrics.sync import sync_score
+from geneface.process.landmarks import FaceMeshDetector
+from geneface.process.pose import fit_head_pose
+from geneface.stages.radnerf import head_box
+from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
+
+PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold
+ROWS = ("reconstruction", "audio_driven", "ground_truth")
+COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
+           ("psnr_full", "PSNR full", ".2f"), ("ssim_full", "SSIM full", ".4f"), ("lmd_px", "LMD px", ".3f"),
+           ("sync", "sync", ".3f"), ("fps", "frames/s", ".2f"), ("frames", "frames", "d"))
+
+
+@dataclass
+class ValSplit:
+    images: SpeakerImages
+    frames: list[int]          # dataset frame indices, contiguous (tracking and sync need a sequence)
+    c2w: np.ndarray            # [T, 4, 4]
+    landmarks: np.ndarray      # [T, 68, 3] real idexp, normalised
+    mel: np.ndarray            # [2T, 80]
+
+
+def load_val_split(root: str | Path, max_frames: int | None = None) -> ValSplit:
+    """The speaker's val frames (the first `max_frames` of them when set) with cameras, landmarks, mel."""
+    images = SpeakerImages(root)
+    frames = list(val_indices(images.frames.meta))[: max_frames or None]
+    if len(frames) == 0:
+        raise ValueError(f"{root}: the val split is empty (num_train = num_frames = {images.num_frames})")
+    first, last = frames[0], frames[-1] + 1
+    mel = np.array(arrays(root)["mel"][2 * first: 2 * last], np.float32)                   # [2T, 80]
+    landmarks = images.landmarks[first:last].reshape(len(frames), 68, 3).numpy()
+    return ValSplit(images, frames, images.c2w[first:last].numpy(), landmarks, mel)
+
+
+def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: str,
+                           temperature: float = 1.0, clamp_std: float = 2.5, smoothing: float = 0.2,
+                           seed: int = 9999) -> np.ndarray:
+    """The val mel → normalised [T, 68, 3] landmarks, exactly as `geneface.infer` makes them."""
+    torch.manual_seed(seed)
+    model = load_stage(postnet_ckpt).to(device)
+    data = arrays(split.images.root)
+    raw = predict_idexp(model, split.mel, len(split.frames), temperature=temperature)
+    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
+    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing)[0]
+
+
+def load_syncnet(ckpt: str | Path | None, device: str) -> tuple[torch.nn.Module | None, str | None]:
+    """The corpus SyncNet, or (None, a note naming the command that trains it) when it is missing."""
+    if ckpt is None:
+        return None, "sync skipped: syncnet_ckpt=null"
+    try:
+        path = upstream_checkpoint(ckpt)
+    except MissingCheckpointError as err:
+        return None, f"sync skipped: {err}"
+    return load_stage(path).net.to(device).eval(), None
+
+
+class FaceTrack:
+    """One MediaPipe face-mesh pass over a sequence, fed frame by frame: 478 points for LMD and sync."""
+
+    def __init__(self):
+        self.detector = FaceMeshDetector(video_mode=True)
+        self.points: list[np.ndarray] = []
+        self.valid: list[bool] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        face = self.detector.detect(np.ascontiguousarray(frame))
+        self.valid.append(face is not None)
+        self.points.append(face.landmarks if face is not None else np.zeros((478, 3), np.float32))
+
+    def close(self) -> tuple[np.ndarray, np.ndarray]:
+        """→ (landmarks478 [T, 478, 3] px, zeros where missing; valid [T] bool)."""
+        self.detector.close()
+        return np.stack(self.points), np.array(self.valid, bool)
+
+
+def mouth_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[T, 478, 3] + valid [T] → [T, 20, 2] mouth points (lmd.py's layout), NaN rows where no face."""
+    out = landmarks478[:, list(MOUTH_MEDIAPIPE), :2].astype(np.float64)
+    out[~valid] = np.nan
+    return out
+
+
+def landmark_sync(syncnet: torch.nn.Module | None, landmarks478: np.ndarray, valid: np.ndarray, width: int,
+                  height: int, mel: np.ndarray) -> float | None:
+    """Sync score of re-detected landmarks against the audio mel [2T, 80]; None without a SyncNet,
+    a detected face or the 5 frames of one window."""
+    if syncnet is None or not valid.any() or len(valid) < 5:
+        return None
+    idexp = fit_head_pose(landmarks478, valid, width, height).idexp_lm3d                   # [T, 68, 3]
+    return sync_score(syncnet, torch.from_numpy(idexp), torch.from_numpy(np.asarray(mel, np.float32)))
+
+
+class ImageScores:
+    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.metrics = {name: metric(data_range=1.0).to(self.device) for name, metric in (
+            ("psnr_head", PeakSignalNoiseRatio), ("ssim_head", StructuralSimilarityIndexMeasure),
+            ("psnr_full", PeakSignalNoiseRatio), ("ssim_full", StructuralSimilarityIndexMeasure))}
+
+    def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray) -> None:
+        """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame."""
+        pred, target = self._tensor(frame), self._tensor(real)                              # [1, 3, H, W]
+        for kind in ("psnr", "ssim"):
+            self.metrics[f"{kind}_full"].update(pred, target)
+        box = head_box(torch.from_numpy(head_mask))
+        if box is not None:
+            rows, cols = box
+            for kind in ("psnr", "ssim"):
+                self.metrics[f"{kind}_head"].update(pred[..., rows, cols], target[..., rows, cols])
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        image = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
+        return image.permute(2, 0, 1)[None].float() / 255
+
+    def compute(self) -> dict[str, float | None]:
+        out = {}
+        for name, metric in self.metrics.items():
+            value = float(metric.compute()) if metric.update_count else None
+            out[name] = min(value, PSNR_CAP) if value is not None and name.startswith("psnr") else value
+        return out
+
+
+def _frame_and_mask(split: ValSplit, k: int) -> tuple[np.ndarray, np.ndarray]:
+    image, labels = split.images.image_and_labels(split.frames[k])
+    return image, labels == contract.Label.HEAD
+
+
+def score_ground_truth(split: ValSplit, syncnet, progress: bool = True) -> tuple[dict, np.ndarray]:
+    """The real frames' row (LMD 0 by definition, their sync) and their mouth points [T, 20, 2]."""
+    track = FaceTrack()
+    for k in tqdm(range(len(split.frames)), desc="ground truth", unit="frame", disable=not progress):
+        track.add(_frame_and_mask(split, k)[0])
+    lm478, valid = track.close()
+    row = dict(psnr_head=None, ssim_head=None, psnr_full=None, ssim_full=None,
+               lmd_px=0.0 if valid.any() else None,
+               sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
+               fps=None, frames=len(split.frames), detection_rate=float(valid.mean()))
+    return row, mouth_points(lm478, valid)
+
+
+def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
+    """Torso renderers get the plate [H, W, 3]; head-only ones each frame's own neck and torso over the
+    plate [T, H, W, 3], as they were trained and validated (else the torso would count as their error)."""
+    if "Torso" in type(renderer).__name__:
+        return split.images.plate
+    return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
+
+
+def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth: np.ndarray, syncnet,
+                   device: str = "cpu", batch_frames: int = 1, desc: str = "render",
+                   progress: bool = True) -> dict:
+    """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
+    the real one as it arrives."""
+    extra = {"audio_features": split.mel} if type(renderer).__name__.startswith("NerfTorso") else {}
+    frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split),
+                                    batch_frames=batch_frames, **extra)
+    scores, track, render_s, count = ImageScores(device), FaceTrack(), 0.0, 0
+    bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        render_s += time.perf_counter() - start
+        if frame is None:
+            break
+        if count >= len(split.frames):
+            raise ValueError(f"the renderer yielded more frames than the {len(split.frames)} asked for")
+        real, head_mask = _frame_and_mask(split, count)
+        if frame.shape != real.shape:
+            raise ValueError(f"the renderer made {frame.shape} frames; the video's are {real.shape}")
+        scores.update(frame, real, head_mask)
+        track.add(frame)
+        count += 1
+        bar.update()
+    bar.close()
+    if count != len(split.frames):
+        raise ValueError(f"the renderer yielded {count} frames for {len(split.frames)} cameras")
+    lm478, valid = track.close()
+    mouth = mouth_points(lm478, valid)
+    both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real_mouth).all(axis=(1, 2))
+    return dict(**scores.compute(),
+                lmd_px=landmark_distance(mouth, real_mouth) if both.any() else None,
+                sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
+                fps=count / max(render_s, 1e-9), frames=count, detection_rate=float(valid.mean()))
+
+
+def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postnet_ckpt: str | Path | None,
+                     syncnet_ckpt: str | Path | None, device: str = "cpu", max_frames: int | None = None,
+                     batch_frames: int = 1, temperature: float = 1.0, clamp_std: float = 2.5,
+                     smoothing: float = 0.2, seed: int = 9999, progress: bool = True) -> dict:
+    """Every row on the val split → {"rows": {row: {metric: value}}, ...}. postnet_ckpt None skips the
+    audio-driven row. Checkpoints are resolved first, so a missing one fails before any rendering."""
+    renderer_ckpt = upstream_checkpoint(renderer_ckpt)
+    postnet_ckpt = upstream_checkpoint(postnet_ckpt) if postnet_ckpt is not None else None
+    split = load_val_split(speaker_root, max_frames)
+    syncnet, note = load_syncnet(syncnet_ckpt, device)
+    renderer = load_renderer(renderer_ckpt, device)
+    rows = {}
+    rows["ground_truth"], real_mouth = score_ground_truth(split, syncnet, progress)
+    rows["reconstruction"] = score_renderer(renderer, split, split.landmarks, real_mouth, syncnet, device,
+                                            batch_frames, "reconstruction", progress)
+    if postnet_ckpt is not None:
+        driven = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std, smoothing, seed)
+        rows["audio_driven"] = score_renderer(renderer, split, driven, real_mouth, syncnet, device,
+                                              batch_frames, "audio-driven", progress)
+    notes = [note] if note else []
+    notes += [f"{name}: a face was found in {row['detection_rate']:.0%} of the frames; LMD and sync use only "
+              "those" for name, row in rows.items() if row["detection_rate"] < 1]
+    return dict(speaker_root=str(speaker_root), renderer=type(renderer).__name__,
+                renderer_ckpt=str(renderer_ckpt),
+                postnet_ckpt=None if postnet_ckpt is None else str(postnet_ckpt),
+                syncnet_ckpt=None if syncnet is None else str(syncnet_ckpt),
+                val_frames=[split.frames[0], split.frames[-1] + 1],
+                resolution=[split.images.height, split.images.width], device=device, notes=notes,
+                rows={r: rows[r] for r in ROWS if r in rows})
+
+
+def format_table(result: dict) -> str:
+    """The rows as a markdown table; "–" where a metric does not apply or could not be measured."""
+    lines = ["| | " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for row, values in result["rows"].items():
+        cells = ["–" if values.get(key) is None else format(values[key], fmt) for key, _, fmt in COLUMNS]
+        lines.append(f"| {row.replace('_', '-')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""geneface.evaluate: the plumbing with a fake renderer on a synthetic speaker, checkpoint errors, and
+the metric helpers on real frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from geneface.data.frames import SpeakerFrames
+from geneface.inference import evaluation
+from geneface.models.syncnet import SyncNet
+from geneface.utils.checkpoints import MissingCheckpointError
+from hydra_utils import CONFIG_DIR
+
+MAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "speakers" / "May_5s.mp4"
+
+
+@pytest.fixture(scope="module")
+def output_dir(tmp_path_factory) -> Path:
+    """<tmp>/data/demo: a 4 s synthetic speaker at 128² (90 train, 10 val frames)."""
+    from geneface.data.synthetic.speaker import write_synthetic_speaker
+
+    out = tmp_path_factory.mktemp("evaluate")
+    write_synthetic_speaker(out / "data", seconds=4, size=128, progress=False)
+    return out
+
+
+def compose_evaluate(output_dir: Path, *overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("evaluate", overrides=["speaker=demo", f"paths.output_dir={output_dir}",
+                                              "progress=false", *overrides])
+
+
+class FakeHead:
+    """Stands in for a head-only renderer: yields the real val frames, `shift` frames later (wrapping)."""
+
+    def __init__(self, root: Path, shift: int = 0):
+        self.frames, self.shift = SpeakerFrames(root), shift
+        self.height, self.width = self.frames.height, self.frames.width
+        self.calls: list[dict] = []
+
+    def render_frames(self, c2w, landmarks, background, batch_frames=1, **extra):
+        self.calls.append(dict(c2w=c2w.shape, landmarks=landmarks.copy(), background=background.shape,
+                               extra=extra))
+        first, count = int(self.frames.meta["num_train"]), len(c2w)
+        for k in range(count):
+            yield self.frames.image(first + (k + self.shift) % count)
+
+
+class FakeTorso(FakeHead):
+    pass
+
+
+def _touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def _patch(monkeypatch, renderer, driven=None):
+    monkeypatch.setattr(evaluation, "load_renderer", lambda ckpt, device: renderer)
+    monkeypatch.setattr(evaluation, "load_syncnet", lambda ckpt, device: (SyncNet(width=0.25).eval(), None))
+    if driven is not None:
+        monkeypatch.setattr(evaluation, "audio_driven_landmarks", lambda ckpt, split, *a, **k: driven(split))
+
+
+def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
+    from geneface.evaluate import run
+
+    cfg = compose_evaluate(output_dir, "renderer=radnerf")
+    _touch(Path(cfg.ckpt))
+    _touch(Path(cfg.postnet_ckpt))
+    fake = FakeHead(Path(cfg.speaker.root))
+    _patch(monkeypatch, fake, driven=lambda split: np.zeros_like(split.landmarks))
+    result = run(cfg)
+
+    assert list(result["rows"]) == ["reconstruction", "audio_driven", "ground_truth"]
+    assert result["val_frames"] == [90, 100] and result["resolution"] == [128, 128]
+    # the head-only renderer got each frame's own background; the real, then the predicted landmarks
+    assert fake.calls[0]["background"] == (10, 128, 128, 3) and fake.calls[0]["c2w"] == (10, 4, 4)
+    assert np.abs(fake.calls[0]["landmarks"]).sum() > 0 and not fake.calls[1]["landmarks"].any()
+    for name in ("reconstruction", "audio_driven"):
+        row = result["rows"][name]
+        assert row["psnr_head"] == row["psnr_full"] == evaluation.PSNR_CAP
+        assert row["ssim_head"] == pytest.approx(1.0, abs=1e-4) and row["frames"] == 10 and row["fps"] > 0
+    truth = result["rows"]["ground_truth"]
+    assert truth["psnr_head"] is None and truth["fps"] is None
+    if truth["detection_rate"] > 0:        # MediaPipe finds the synthetic face (it does today)
+        assert result["rows"]["reconstruction"]["lmd_px"] == pytest.approx(0.0, abs=1e-6)
+        for row in result["rows"].values():
+            assert 0.0 <= row["sync"] <= 1.0
+        assert result["rows"]["reconstruction"]["sync"] == pytest.approx(truth["sync"], abs=1e-5)
+    saved = json.loads(Path(cfg.out).read_text())
+    assert Path(cfg.out) == output_dir / "demo" / "evaluate" / "radnerf.json"
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert "| reconstruction | 100.00 |" in saved["table"] and "| ground-truth | – |" in saved["table"]
+
+
+def test_worse_renderer_scores_worse(output_dir, monkeypatch):
+    from geneface.evaluate import run
+
+    cfg = compose_evaluate(output_dir, "audio_driven=false", "max_frames=8")
+    _touch(Path(cfg.ckpt))
+    fake = FakeTorso(Path(cfg.speaker.root), shift=4)
+    _patch(monkeypatch, fake)
+    result = run(cfg)
+
+    assert list(result["rows"]) == ["reconstruction", "ground_truth"]
+    assert fake.calls[0]["background"] == (128, 128, 3)           # torso renderers get the plate
+    row = result["rows"]["reconstruction"]
+    assert row["frames"] == 8 and row["psnr_full"] < 40 and row["ssim_head"] < 0.99
+    if row["detection_rate"] > 0 and result["rows"]["ground_truth"]["detection_rate"] > 0:
+        assert row["lmd_px"] > 0
+
+
+def test_missing_checkpoints_name_the_training_command(output_dir, tmp_path):
+    from geneface.evaluate import run
+
+    cfg = compose_evaluate(tmp_path, f"speaker.root={output_dir / 'data' / 'demo'}")
+    with pytest.raises(MissingCheckpointError, match="geneface.train stage=radnerf_torso speaker=demo"):
+        run(cfg)
+    _touch(Path(cfg.ckpt))
+    with pytest.raises(MissingCheckpointError, match="python -m geneface.train stage=postnet speaker=demo"):
+        run(cfg)
+    syncnet, note = evaluation.load_syncnet(cfg.syncnet_ckpt, "cpu")
+    assert syncnet is None and "python -m geneface.train stage=syncnet speaker=lrs3" in note
+
+
+@pytest.mark.realdata
+def test_metrics_on_real_frames():
+    if not MAY.is_file():
+        pytest.skip(f"{MAY} not present (see ../shared/data/MANIFEST.tsv)")
+    from geneface.inference.landmarks import load_driving_audio
+    from geneface.metrics.lmd import landmark_distance
+    from geneface.process.video import iter_frames
+
+    real = list(iter_frames(MAY, max_frames=20))
+    height, width = real[0].shape[:2]
+    mel = load_driving_audio(MAY)[1][:40]                               # [2T, 80]
+    later = real[10:] + real[:10]                                       # frame i vs i + 10 (0.4 s apart)
+    syncnet = SyncNet(width=0.25).eval()
+    tracks = {}
+    for name, frames in (("real", real), ("later", later)):
+        track, scores = evaluation.FaceTrack(), evaluation.ImageScores()
+        for k, (frame, target) in enumerate(zip(frames, real)):
+            if k < 3:                                      # SSIM at 512² costs ~1 s on a busy CPU
+                scores.update(frame, target, np.ones((height, width), bool))
+            track.add(frame)
+        lm478, valid = track.close()
+        assert valid.all()
+        tracks[name] = (evaluation.mouth_points(lm478, valid), scores.compute(),
+                        evaluation.landmark_sync(syncnet, lm478, valid, width, height, mel))
+    mouth, scores, sync = tracks["real"]
+    assert landmark_distance(mouth, mouth) == 0.0 and scores["psnr_full"] == evaluation.PSNR_CAP
+    assert 0.0 <= sync <= 1.0
+    later_mouth, later_scores, _ = tracks["later"]
+    assert landmark_distance(later_mouth, mouth) > 1.0
+    assert later_scores["psnr_full"] < 40 and later_scores["ssim_full"] < scores["ssim_full"]
