@@ -41,6 +41,20 @@ class SpeakerImages:
         self.lip_rect = np.array(data["lip_rect"])
         self.plate = self.frames.background()                                           # [H, W, 3] uint8
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] | None = {} if cache_images else None
+        self._mel: torch.Tensor | None = None
+
+    @property
+    def mel(self) -> torch.Tensor:
+        """The speaker's log-mel [A, 80] (2 rows per frame), read on first use (the MLP torso's input)."""
+        if self._mel is None:
+            self._mel = torch.from_numpy(np.array(arrays(self.root)["mel"], dtype=np.float32))
+        return self._mel
+
+    def audio_window(self, i: int) -> torch.Tensor:
+        """Frame i's mel windows for the MLP torso: [8, 16, 80] (geneface.nerf.mlp_nerf.mel_windows)."""
+        from geneface.nerf.mlp_nerf import mel_windows
+
+        return mel_windows(self.mel, torch.tensor([i]))[0]
 
     def image_and_labels(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         if self._cache is not None and i in self._cache:
@@ -73,19 +87,38 @@ def _to_float(image: np.ndarray) -> torch.Tensor:
 
 class RandomRays(Dataset):
     """Item k: `num_rays` random pixels of training frame k (one image per step, as the reference),
-    or `num_rays // patch_size²` random square patches when patch_size > 1."""
+    or `num_rays // patch_size²` random square patches when patch_size > 1.
+
+    face_fraction: that fraction of single-pixel rays is drawn inside the frame's face_rect, the rest
+    anywhere (the legacy NeRF's in_rect_percent, 0.95). audio: add the frame's mel windows ("audio").
+    """
 
     def __init__(self, images: SpeakerImages, frames: range, num_rays: int = 65536, patch_size: int = 1,
-                 seed: int = 0):
+                 seed: int = 0, face_fraction: float = 0.0, audio: bool = False):
         self.images, self.frames = images, list(frames)
         self.num_rays, self.patch_size, self.seed = num_rays, patch_size, seed
+        self.face_fraction, self.audio = face_fraction, audio
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _pixels(self, generator: torch.Generator) -> torch.Tensor:
+    def _face_pixels(self, i: int, count: int, generator: torch.Generator) -> torch.Tensor:
+        """count pixels uniform inside frame i's face_rect (clipped to the image): [count, 2]."""
+        x, y, w, h = (int(v) for v in self.images.face_rect[i])
+        x0, y0 = min(max(x, 0), self.images.width - 1), min(max(y, 0), self.images.height - 1)
+        x1, y1 = max(min(x + w, self.images.width), x0 + 1), max(min(y + h, self.images.height), y0 + 1)
+        return torch.stack([torch.randint(y0, y1, (count,), generator=generator),
+                            torch.randint(x0, x1, (count,), generator=generator)], -1)
+
+    def _pixels(self, generator: torch.Generator, i: int | None = None) -> torch.Tensor:
         h, w, p = self.images.height, self.images.width, self.patch_size
+        if p <= 1 and self.face_fraction > 0 and i is not None:
+            inside = int(round(self.num_rays * self.face_fraction))
+            rest = self.num_rays - inside
+            anywhere = torch.stack([torch.randint(0, h, (rest,), generator=generator),
+                                    torch.randint(0, w, (rest,), generator=generator)], -1)
+            return torch.cat([self._face_pixels(i, inside, generator), anywhere])
         if p <= 1:
             return torch.stack([torch.randint(0, h, (self.num_rays,), generator=generator),
                                 torch.randint(0, w, (self.num_rays,), generator=generator)], -1)
@@ -100,11 +133,11 @@ class RandomRays(Dataset):
         generator = torch.Generator().manual_seed(torch.randint(0, 2**62, ()).item())
         image, labels = self.images.image_and_labels(i)
         background = self.images.head_background(image, labels)
-        pixels = self._pixels(generator)                                                # [N, 2] row, col
+        pixels = self._pixels(generator, i)                                             # [N, 2] row, col
         rows, cols = pixels[:, 0].numpy(), pixels[:, 1].numpy()
         x, y, w, h = self.images.face_rect[i]
         in_face = (cols >= x) & (cols < x + w) & (rows >= y) & (rows < y + h)           # [quirk fixed]
-        return {
+        item = {
             "frame": i,
             "pixels": pixels,
             "rgb": _to_float(image[rows, cols]),                                         # [N, 3]
@@ -113,13 +146,17 @@ class RandomRays(Dataset):
             "c2w": self.images.c2w[i],                                                   # [4, 4]
             "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="zero")[0],
         }
+        if self.audio:
+            item["audio"] = self.images.audio_window(i)                                  # [8, 16, 80]
+        return item
 
 
 class WholeFrames(Dataset):
-    """Full frames for validation, at most `max_frames` of them spread evenly over `frames`."""
+    """Full frames for validation, at most `max_frames` of them spread evenly over `frames`
+    (with `audio`, also the frame's mel windows, as RandomRays)."""
 
-    def __init__(self, images: SpeakerImages, frames: range, max_frames: int | None = None):
-        self.images = images
+    def __init__(self, images: SpeakerImages, frames: range, max_frames: int | None = None, audio: bool = False):
+        self.images, self.audio = images, audio
         frames = list(frames)
         if max_frames is not None and len(frames) > max_frames:
             frames = [frames[int(k)] for k in np.linspace(0, len(frames) - 1, max_frames).round()]
@@ -131,7 +168,7 @@ class WholeFrames(Dataset):
     def __getitem__(self, k: int) -> dict:
         i = self.frames[k]
         image, labels = self.images.image_and_labels(i)
-        return {
+        item = {
             "frame": i,
             "rgb": _to_float(image),                                                     # [H, W, 3]
             "background": _to_float(self.images.head_background(image, labels)),         # [H, W, 3]
@@ -141,3 +178,6 @@ class WholeFrames(Dataset):
             "c2w": self.images.c2w[i],
             "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="edge")[0],
         }
+        if self.audio:
+            item["audio"] = self.images.audio_window(i)                                  # [8, 16, 80]
+        return item

@@ -35,6 +35,7 @@ class RenderOutput:
     depth: Tensor  # [N] Σ w·t (head units along the unit direction)
     samples_per_ray: float  # mean number of evaluated samples per ray (logging)
     extras: dict[str, Tensor] = field(default_factory=dict)  # K → [N] Σ_evaluated |value|.sum(-1)
+    weights: Tensor | None = None  # [N,S] w_i, for importance sampling (dropped by chunked render_rays)
 
 
 def render_rays(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor,
@@ -97,14 +98,7 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
     sigma = sigma_p.new_zeros(n * s).index_put((idx,), sigma_p).view(n, s)  # [N,S]
     rgb = rgb_p.new_zeros(n * s, 3).index_put((idx,), rgb_p).view(n, s, 3)  # [N,S,3]
 
-    tau = sigma * delta  # [N,S] optical depth per sample
-    alpha = 1.0 - torch.exp(-tau)  # [N,S]
-    # Exclusive transmittance T_i = Π_{j<i}(1-α_j) = exp(-Σ_{j<i} τ_j): cumsum form, no cumprod-of-zero grads.
-    trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))  # [N,S]
-    w = alpha * trans  # [N,S]
-    opacity = w.sum(dim=-1)  # [N]
-    rgb_out = (w[..., None] * rgb).sum(dim=1) + (1.0 - opacity)[:, None] * background  # [N,3]
-    depth = (w * t).sum(dim=-1)  # [N]
+    result = composite(sigma, rgb, t, delta, background)
 
     extras = {}
     for key, value in out.items():
@@ -113,5 +107,24 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
         v = value.abs()
         per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v  # [M]
         extras[key] = per_sample.new_zeros(n).index_add(0, ray_idx, per_sample)  # [N]
-    return RenderOutput(rgb=rgb_out, opacity=opacity, depth=depth,
-                        samples_per_ray=idx.shape[0] / max(n, 1), extras=extras)
+    result.samples_per_ray, result.extras = idx.shape[0] / max(n, 1), extras
+    return result
+
+
+def composite(density: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, background: Tensor) -> RenderOutput:
+    """Alpha-composite dense samples front to back over a background.
+
+    density [N,S] ≥0, rgb [N,S,3], t [N,S] sample depths, deltas [N,S] their lengths, background
+    [N,3] → RenderOutput with weights [N,S]. The background fills what the samples leave, which is
+    the original NeRF's "last sample's colour is the background pixel" without a 1e10-long last bin.
+    """
+    tau = density * deltas  # [N,S] optical depth per sample
+    alpha = 1.0 - torch.exp(-tau)  # [N,S]
+    # Exclusive transmittance T_i = Π_{j<i}(1-α_j) = exp(-Σ_{j<i} τ_j): cumsum form, no cumprod-of-zero grads.
+    trans = torch.exp(-(torch.cumsum(tau, dim=-1) - tau))  # [N,S]
+    w = alpha * trans  # [N,S]
+    opacity = w.sum(dim=-1)  # [N]
+    rgb_out = (w[..., None] * rgb).sum(dim=1) + (1.0 - opacity)[:, None] * background  # [N,3]
+    depth = (w * t).sum(dim=-1)  # [N]
+    return RenderOutput(rgb=rgb_out, opacity=opacity, depth=depth, samples_per_ray=float(t.shape[-1]),
+                        weights=w)
