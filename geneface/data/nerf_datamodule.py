@@ -13,11 +13,11 @@ from geneface.data.nerf_rays import RandomRays, SpeakerImages, WholeFrames
 class SpeakerRaysDataModule(L.LightningDataModule):
     def __init__(self, root: str, num_rays: int = 65536, patch_size: int = 1, val_frames: int | None = 8,
                  cache_images: bool = False, num_workers: int = 2, seed: int = 0, face_fraction: float = 0.0,
-                 audio: bool = False):
-        """face_fraction: share of training rays inside the face rect (legacy NeRF); audio: items carry
-        the frame's mel windows (legacy NeRF torso)."""
+                 audio: bool = False, lip_fraction: float = 0.0):
+        """face_fraction / lip_fraction: shares of training rays inside the face rect / around the lips
+        (see RandomRays); audio: items carry the frame's mel windows (legacy NeRF torso)."""
         super().__init__()
-        self.face_fraction, self.audio = face_fraction, audio
+        self.face_fraction, self.lip_fraction, self.audio = face_fraction, lip_fraction, audio
         self.root, self.num_rays, self.patch_size = str(root), num_rays, patch_size
         self.val_frames, self.cache_images = val_frames, cache_images
         self.num_workers, self.seed = num_workers, seed
@@ -34,7 +34,8 @@ class SpeakerRaysDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = RandomRays(self.images, train_indices(self.images.frames.meta), self.num_rays,
-                             self.patch_size, self.seed, face_fraction=self.face_fraction, audio=self.audio)
+                             self.patch_size, self.seed, face_fraction=self.face_fraction, audio=self.audio,
+                             lip_fraction=self.lip_fraction)
         return DataLoader(dataset, batch_size=None, shuffle=True, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 

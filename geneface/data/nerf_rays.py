@@ -90,38 +90,49 @@ class RandomRays(Dataset):
     or `num_rays // patch_size²` random square patches when patch_size > 1.
 
     face_fraction: that fraction of single-pixel rays is drawn inside the frame's face_rect, the rest
-    anywhere (the legacy NeRF's in_rect_percent, 0.95). audio: add the frame's mel windows ("audio").
+    anywhere (the legacy NeRF's in_rect_percent, 0.95). lip_fraction: that fraction inside the lip box
+    grown by half its size each side — the mouth is ~1% of a frame yet what the condition must drive
+    (the reference only trains on lip boxes in its late lip-finetuning phase). audio: add the frame's
+    mel windows ("audio").
     """
 
     def __init__(self, images: SpeakerImages, frames: range, num_rays: int = 65536, patch_size: int = 1,
-                 seed: int = 0, face_fraction: float = 0.0, audio: bool = False):
+                 seed: int = 0, face_fraction: float = 0.0, audio: bool = False, lip_fraction: float = 0.0):
+        if face_fraction < 0 or lip_fraction < 0 or face_fraction + lip_fraction > 1:
+            raise ValueError(f"face_fraction ({face_fraction}) and lip_fraction ({lip_fraction}) must be ≥ 0 "
+                             f"and sum to at most 1")
         self.images, self.frames = images, list(frames)
         self.num_rays, self.patch_size, self.seed = num_rays, patch_size, seed
-        self.face_fraction, self.audio = face_fraction, audio
+        self.face_fraction, self.lip_fraction, self.audio = face_fraction, lip_fraction, audio
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.frames)
 
-    def _face_pixels(self, i: int, count: int, generator: torch.Generator) -> torch.Tensor:
-        """count pixels uniform inside frame i's face_rect (clipped to the image): [count, 2]."""
-        x, y, w, h = (int(v) for v in self.images.face_rect[i])
-        x0, y0 = min(max(x, 0), self.images.width - 1), min(max(y, 0), self.images.height - 1)
-        x1, y1 = max(min(x + w, self.images.width), x0 + 1), max(min(y + h, self.images.height), y0 + 1)
+    def _box_pixels(self, rect, count: int, generator: torch.Generator, grow: float = 0.0) -> torch.Tensor:
+        """count pixels uniform inside a box (x, y, w, h), grown by `grow`·size on each side and clipped
+        to the image: [count, 2]."""
+        x, y, w, h = (float(v) for v in rect)
+        x, y, w, h = x - grow * w, y - grow * h, w * (1 + 2 * grow), h * (1 + 2 * grow)
+        x0, y0 = min(max(int(x), 0), self.images.width - 1), min(max(int(y), 0), self.images.height - 1)
+        x1 = max(min(int(round(x + w)), self.images.width), x0 + 1)
+        y1 = max(min(int(round(y + h)), self.images.height), y0 + 1)
         return torch.stack([torch.randint(y0, y1, (count,), generator=generator),
                             torch.randint(x0, x1, (count,), generator=generator)], -1)
 
     def _pixels(self, generator: torch.Generator, i: int | None = None) -> torch.Tensor:
         h, w, p = self.images.height, self.images.width, self.patch_size
-        if p <= 1 and self.face_fraction > 0 and i is not None:
-            inside = int(round(self.num_rays * self.face_fraction))
-            rest = self.num_rays - inside
-            anywhere = torch.stack([torch.randint(0, h, (rest,), generator=generator),
-                                    torch.randint(0, w, (rest,), generator=generator)], -1)
-            return torch.cat([self._face_pixels(i, inside, generator), anywhere])
         if p <= 1:
-            return torch.stack([torch.randint(0, h, (self.num_rays,), generator=generator),
-                                torch.randint(0, w, (self.num_rays,), generator=generator)], -1)
+            in_face = int(round(self.num_rays * self.face_fraction)) if i is not None else 0
+            in_lips = int(round(self.num_rays * self.lip_fraction)) if i is not None else 0
+            rest = self.num_rays - in_face - in_lips
+            parts = [torch.stack([torch.randint(0, h, (rest,), generator=generator),
+                                  torch.randint(0, w, (rest,), generator=generator)], -1)]
+            if in_face:
+                parts.append(self._box_pixels(self.images.face_rect[i], in_face, generator))
+            if in_lips:
+                parts.append(self._box_pixels(self.images.lip_rect[i], in_lips, generator, grow=0.5))
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
         count = max(1, self.num_rays // (p * p))
         corners = torch.stack([torch.randint(0, h - p + 1, (count,), generator=generator),
                                torch.randint(0, w - p + 1, (count,), generator=generator)], -1)

@@ -139,7 +139,6 @@ class NerfStage(L.LightningModule):
     # (they only call render_image and use the metrics, trainer and loggers every such stage has)
     validation_step = RadNerfStage.validation_step
     on_validation_epoch_end = RadNerfStage.on_validation_epoch_end
-    _save_render = RadNerfStage._save_render
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.head.param_groups(self.lr, self.smoother_lr_scale))

@@ -31,7 +31,7 @@ from geneface.nerf.sampling import render_hierarchical
 from geneface.nerf.torso import pose_features
 from geneface.stages.frozen import FrozenNets
 from geneface.stages.nerf import NerfStage
-from geneface.stages.radnerf import RadNerfStage, exponential_decay
+from geneface.stages.radnerf import exponential_decay, save_render
 from geneface.utils.checkpoints import load_stage, upstream_checkpoint
 
 HEAD_KEY = "torso_head"
@@ -181,7 +181,7 @@ class NerfTorsoStage(FrozenNets, L.LightningModule):
         self.val_psnr.update(to_image(rgb), to_image(target))
         self.val_ssim.update(to_image(rgb), to_image(target))
         if batch_idx < self.val_images:
-            self._save_render(rgb, target, int(batch["frame"]))
+            save_render(self, rgb, target, int(batch["frame"]))
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim)):
@@ -189,7 +189,6 @@ class NerfTorsoStage(FrozenNets, L.LightningModule):
                 self.log(name, metric.compute(), prog_bar=name == "val/psnr")
             metric.reset()
 
-    _save_render = RadNerfStage._save_render     # render | truth PNGs as the head stages write them
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.torso.parameters(), lr=self.lr)

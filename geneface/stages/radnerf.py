@@ -64,6 +64,21 @@ def exponential_decay(decay_steps: int) -> Callable[[int], float]:
     return lambda step: 0.1 ** min(step / decay_steps, 1.0)
 
 
+def save_render(module: L.LightningModule, rgb: torch.Tensor, target: torch.Tensor, frame: int) -> None:
+    """render | ground truth, as a PNG in the run directory and as an image in W&B/TensorBoard
+    (shared by every renderer stage)."""
+    side = (torch.cat([rgb, target], 1).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()   # [H, 2W, 3]
+    out_dir = Path(module.trainer.default_root_dir) / "val_renders"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    step = module.global_step
+    cv2.imwrite(str(out_dir / f"step{step:07d}_frame{frame:06d}.png"), cv2.cvtColor(side, cv2.COLOR_RGB2BGR))
+    for logger in module.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.log_image(key="val/render", images=[side], caption=[f"frame {frame}: render | truth"], step=step)
+        elif type(logger).__name__ == "TensorBoardLogger":
+            logger.experiment.add_image(f"val/render_{frame}", side, step, dataformats="HWC")
+
+
 class RadNerfStage(L.LightningModule):
     def __init__(self, field: RadNerfField, occupancy: OccupancyGrid, aabb: list[float], optimizer: Callable,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, smoother_lr_scale: float = 5.0,
@@ -187,7 +202,7 @@ class RadNerfStage(L.LightningModule):
             self.val_psnr.update(to_image(rgb[box]), to_image(target[box]))
             self.val_ssim.update(to_image(rgb[box]), to_image(target[box]))
         if batch_idx < self.val_images:
-            self._save_render(rgb, target, int(batch["frame"]))
+            save_render(self, rgb, target, int(batch["frame"]))
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim),
@@ -195,20 +210,6 @@ class RadNerfStage(L.LightningModule):
             if metric.update_count:
                 self.log(name, metric.compute(), prog_bar=name == "val/psnr")
             metric.reset()
-
-    def _save_render(self, rgb: torch.Tensor, target: torch.Tensor, frame: int) -> None:
-        """render | ground truth, as a PNG in the run directory and as an image in W&B/TensorBoard."""
-        side = (torch.cat([rgb, target], 1).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()   # [H, 2W, 3]
-        out_dir = Path(self.trainer.default_root_dir) / "val_renders"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out_dir / f"step{self.global_step:07d}_frame{frame:06d}.png"),
-                    cv2.cvtColor(side, cv2.COLOR_RGB2BGR))
-        for logger in self.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                logger.log_image(key="val/render", images=[side], caption=[f"frame {frame}: render | truth"],
-                                 step=self.global_step)
-            elif type(logger).__name__ == "TensorBoardLogger":
-                logger.experiment.add_image(f"val/render_{frame}", side, self.global_step, dataformats="HWC")
 
     def configure_optimizers(self):
         groups = self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)

@@ -25,7 +25,7 @@ from geneface.nerf.condition import condition_windows
 from geneface.nerf.rays import image_pixels
 from geneface.nerf.torso import AlphaGrid, TorsoField, composite, normalized_pixels, pose_features, torso_alpha_rgb
 from geneface.stages.frozen import FrozenNets
-from geneface.stages.radnerf import RadNerfStage, exponential_decay, opacity_entropy
+from geneface.stages.radnerf import RadNerfStage, exponential_decay, opacity_entropy, save_render
 from geneface.utils.checkpoints import load_stage, upstream_checkpoint
 
 HEAD_KEY = "torso_head"
@@ -176,7 +176,7 @@ class RadNerfTorsoStage(FrozenNets, L.LightningModule):
         self.val_psnr_torso.update(to_image(out["torso_over_plate"]), to_image(batch["background"]))
         self.val_psnr_head_only.update(to_image(head_only), to_image(target))
         if batch_idx < self.val_images:
-            self._save_render(out["rgb"], target, int(batch["frame"]))
+            save_render(self, out["rgb"], target, int(batch["frame"]))
 
     def on_validation_epoch_end(self) -> None:
         for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim),
@@ -187,7 +187,6 @@ class RadNerfTorsoStage(FrozenNets, L.LightningModule):
 
     # render | truth PNGs (and W&B/TensorBoard images) exactly as the head stage writes them; it only
     # uses trainer/global_step/loggers, which every LightningModule has
-    _save_render = RadNerfStage._save_render
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.field.param_groups(self.lr, self.grid_lr_scale))
