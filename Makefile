@@ -20,6 +20,11 @@ setup: ## create .venv and install geneface with its pinned dependencies (CPU to
 	$(PY) -m pip install --upgrade pip setuptools wheel
 	$(PY) -m pip install -e .
 	$(PY) -m pip check
+	touch .venv/.installed
+
+# `make demo` on a fresh clone sets up first (once; again when pyproject.toml changes)
+.venv/.installed: pyproject.toml
+	$(MAKE) setup
 
 test: ## the default test suite (CPU; includes slow and realdata tests, skips gpu)
 	$(PY) -m pytest -q $(args)
@@ -27,10 +32,10 @@ test: ## the default test suite (CPU; includes slow and realdata tests, skips gp
 test-fast: ## the quick tests only (no slow ones)
 	$(PY) -m pytest -q -m "not slow" $(args)
 
-data: ## write the synthetic speaker `demo` and the synthetic corpus under outputs/data/
+data: .venv/.installed ## write the synthetic speaker `demo`, the synthetic corpus and a driving wav under outputs/data/
 	$(PY) -m geneface.data.synthetic $(data_args)
 
-demo: data ## the whole pipeline on synthetic data, CPU-sized: every stage, then an mp4 (≤ 15 min on 2 cores)
+demo: data ## set-up if needed, then the whole pipeline on synthetic data, CPU-sized: every stage → an mp4
 	$(PY) -m geneface.train experiment=syncnet_cpu $(args)
 	$(PY) -m geneface.train experiment=audio2motion_cpu $(args)
 	$(PY) -m geneface.train experiment=postnet_cpu $(args)

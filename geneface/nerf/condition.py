@@ -15,9 +15,15 @@ WINDOW = 5              # frames per condition window, centred (offsets −2 …
 
 
 def _mlp(dims: list[int], slope: float = 0.02, last_activation: bool = False) -> nn.Sequential:
+    """Layers initialised to keep the signal's variance (He init for the leaky ReLU): PyTorch's default
+    shrinks it ~√3× a layer, so after six layers two frames' conditions would differ by a few percent
+    of their inputs' difference and the renderer would start blind to the landmarks."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layers.append(nn.Linear(a, b))
+        layer = nn.Linear(a, b)
+        nn.init.kaiming_normal_(layer.weight, a=slope, nonlinearity="leaky_relu")
+        nn.init.zeros_(layer.bias)
+        layers.append(layer)
         if i < len(dims) - 2 or last_activation:
             layers.append(nn.LeakyReLU(slope))
     return nn.Sequential(*layers)

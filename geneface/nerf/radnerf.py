@@ -40,11 +40,17 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x.float())
 
 
-def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, bias: bool = True) -> nn.Sequential:
+def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, bias: bool = True,
+        he_init: bool = False) -> nn.Sequential:
+    """he_init keeps the signal's variance through the ReLUs (see condition._mlp): the ambient branch
+    needs it, or its 2D coordinate starts collapsed at the origin for every condition."""
     dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
     modules: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        modules.append(nn.Linear(a, b, bias=bias))
+        layer = nn.Linear(a, b, bias=bias)
+        if he_init:
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if i < len(dims) - 2 else "linear")
+        modules.append(layer)
         if i < len(dims) - 2:
             modules.append(nn.ReLU(inplace=True))
     return nn.Sequential(*modules)
@@ -62,7 +68,7 @@ class RadNerfField(nn.Module):
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
         self.ambient_net = mlp(position_encoding.output_dim + condition.out_dim, 2, hidden, ambient_layers,
-                               bias=False)
+                               bias=False, he_init=True)
         self.sigma_net = mlp(position_encoding.output_dim + ambient_encoding.output_dim, 1 + geo_dim, hidden,
                              sigma_layers)
         self.color_net = mlp(direction_encoding.output_dim + geo_dim + latent_dim, 3, hidden, color_layers)
