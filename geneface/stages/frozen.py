@@ -35,3 +35,52 @@ class FrozenNets:
         for net in self.frozen.values():
             net.eval()                      # never back to train mode
         return self
+
+
+HEAD_KEY = "torso_head"
+
+
+class CarriedHead(FrozenNets):
+    """Mixin for the torso stages: a frozen head stage, loaded from `self.head_ckpt` at set-up and
+    carried inside every checkpoint of this stage (config + weights), so a torso checkpoint alone
+    renders whole frames. `head_stage` names the head's stage in error messages."""
+
+    head_stage = "radnerf"
+
+    @property
+    def head(self):
+        return self.frozen.get("head")
+
+    def attach_head(self, head, config: dict) -> None:
+        self.attach_frozen(head=head)
+        self._head_config = config
+
+    def setup(self, stage: str) -> None:
+        from geneface.utils.checkpoints import load_stage, upstream_checkpoint
+
+        if self.head is None:
+            if self.head_ckpt is None:
+                raise ValueError("this torso stage needs a trained head: set stage.model.head_ckpt")
+            hint = f"\n(the torso is trained under a trained head: train stage={self.head_stage} first)"
+            checkpoint = torch.load(upstream_checkpoint(self.head_ckpt, hint), map_location="cpu",
+                                    weights_only=False)
+            self.attach_head(load_stage(checkpoint), checkpoint["geneface_config"])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        config = getattr(self, "_head_config", None)
+        if self.head is not None and config is not None:
+            checkpoint[HEAD_KEY] = {"geneface_config": config,
+                                    "state_dict": {k: v.cpu() for k, v in self.head.state_dict().items()}}
+
+    def on_load_stage(self, checkpoint: dict) -> None:
+        """Called by load_stage before the weights: rebuild the frozen head stored in the checkpoint."""
+        from geneface.utils.checkpoints import load_stage
+
+        stored = checkpoint.get(HEAD_KEY)
+        if stored is not None:
+            self.attach_head(load_stage(stored), stored["geneface_config"])
+
+    def _head(self):
+        if self.head is None:
+            raise RuntimeError("no head attached: load the module with geneface.utils.checkpoints.load_stage")
+        return self.frozen_on("head", self.device)

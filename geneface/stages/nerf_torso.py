@@ -29,16 +29,14 @@ from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput
 from geneface.nerf.sampling import render_hierarchical
 from geneface.nerf.torso import pose_features
-from geneface.stages.frozen import FrozenNets
-from geneface.stages.nerf import NerfStage
+from geneface.stages.frozen import CarriedHead
 from geneface.stages.radnerf import exponential_decay, save_render
-from geneface.utils.checkpoints import load_stage, upstream_checkpoint
-
-HEAD_KEY = "torso_head"
-HEAD_HINT = "\n(the torso is trained under a trained head: train stage=nerf first)"
 
 
-class NerfTorsoStage(FrozenNets, L.LightningModule):
+
+class NerfTorsoStage(CarriedHead, L.LightningModule):
+    head_stage = "nerf"
+
     def __init__(self, torso: TorsoNerf, aabb: list[float], optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, lr_decay_steps: int = 250_000, coarse_samples: int = 64, fine_samples: int = 128,
                  infer_coarse_samples: int = 32, infer_fine_samples: int = 128, render_chunk: int = 4096,
@@ -58,10 +56,6 @@ class NerfTorsoStage(FrozenNets, L.LightningModule):
 
     # ---------------------------------------------------------------- the frozen head
     @property
-    def head(self) -> NerfStage | None:
-        return self.frozen.get("head")
-
-    @property
     def height(self) -> int:
         return self._head().height
 
@@ -69,39 +63,14 @@ class NerfTorsoStage(FrozenNets, L.LightningModule):
     def width(self) -> int:
         return self._head().width
 
-    def attach_head(self, head: NerfStage, config: dict) -> None:
-        self.attach_frozen(head=head)
-        self._head_config = config
-
-    def setup(self, stage: str) -> None:
-        if self.head is None:
-            if self.head_ckpt is None:
-                raise ValueError("the nerf_torso stage needs a trained head: set stage.model.head_ckpt")
-            checkpoint = torch.load(upstream_checkpoint(self.head_ckpt, HEAD_HINT), map_location="cpu",
-                                    weights_only=False)
-            self.attach_head(load_stage(checkpoint), checkpoint["geneface_config"])
-
     def on_fit_start(self) -> None:
         images = self.trainer.datamodule.images
         self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
         if not self.canonical_c2w.any():       # a fresh run: the canonical camera is the first train frame's
             self.canonical_c2w.copy_(self.trainer.datamodule.train_cameras()["c2w"][0])
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.head is not None and self._head_config is not None:
-            checkpoint[HEAD_KEY] = {"geneface_config": self._head_config,
-                                    "state_dict": {k: v.cpu() for k, v in self.head.state_dict().items()}}
 
-    def on_load_stage(self, checkpoint: dict) -> None:
-        """Called by load_stage before the weights: rebuild the frozen head stored in the checkpoint."""
-        stored = checkpoint.get(HEAD_KEY)
-        if stored is not None:
-            self.attach_head(load_stage(stored), stored["geneface_config"])
 
-    def _head(self) -> NerfStage:
-        if self.head is None:
-            raise RuntimeError("no head attached: load the module with geneface.utils.checkpoints.load_stage")
-        return self.frozen_on("head", self.device)
 
     # ---------------------------------------------------------------- rendering
     @torch.no_grad()
@@ -188,7 +157,6 @@ class NerfTorsoStage(FrozenNets, L.LightningModule):
             if metric.update_count:
                 self.log(name, metric.compute(), prog_bar=name == "val/psnr")
             metric.reset()
-
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.torso.parameters(), lr=self.lr)

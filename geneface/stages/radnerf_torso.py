@@ -24,15 +24,14 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from geneface.nerf.condition import condition_windows
 from geneface.nerf.rays import image_pixels
 from geneface.nerf.torso import AlphaGrid, TorsoField, composite, normalized_pixels, pose_features, torso_alpha_rgb
-from geneface.stages.frozen import FrozenNets
+from geneface.stages.frozen import CarriedHead
 from geneface.stages.radnerf import RadNerfStage, exponential_decay, opacity_entropy, save_render
-from geneface.utils.checkpoints import load_stage, upstream_checkpoint
-
-HEAD_KEY = "torso_head"
-HEAD_HINT = "\n(the torso is trained under a trained head: train stage=radnerf first)"
 
 
-class RadNerfTorsoStage(FrozenNets, L.LightningModule):
+
+class RadNerfTorsoStage(CarriedHead, L.LightningModule):
+    head_stage = "radnerf"
+
     def __init__(self, field: TorsoField, alpha_grid: AlphaGrid, optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, lr_decay_steps: int = 250_000,
                  lambda_entropy: float = 1e-4, alpha_update_interval: int = 16, render_chunk: int = 65536,
@@ -53,10 +52,6 @@ class RadNerfTorsoStage(FrozenNets, L.LightningModule):
 
     # ---------------------------------------------------------------- the frozen head
     @property
-    def head(self) -> RadNerfStage | None:
-        return self.frozen.get("head")
-
-    @property
     def height(self) -> int:
         return int(self.image_size[0])
 
@@ -65,17 +60,8 @@ class RadNerfTorsoStage(FrozenNets, L.LightningModule):
         return int(self.image_size[1])
 
     def attach_head(self, head: RadNerfStage, config: dict) -> None:
-        self.attach_frozen(head=head)
-        self._head_config = config
+        super().attach_head(head, config)
         self.image_size.copy_(head.image_size)
-
-    def setup(self, stage: str) -> None:
-        if self.head is None:
-            if self.head_ckpt is None:
-                raise ValueError("the radnerf_torso stage needs a trained head: set stage.model.head_ckpt")
-            checkpoint = torch.load(upstream_checkpoint(self.head_ckpt, HEAD_HINT), map_location="cpu",
-                                    weights_only=False)
-            self.attach_head(load_stage(checkpoint), checkpoint["geneface_config"])
 
     def on_fit_start(self) -> None:
         images = getattr(self.trainer.datamodule, "images", None)
@@ -87,21 +73,8 @@ class RadNerfTorsoStage(FrozenNets, L.LightningModule):
                              f"{images.height}×{images.width}: point stage.model.head_ckpt at this speaker's head")
         self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.head is not None and self._head_config is not None:
-            checkpoint[HEAD_KEY] = {"geneface_config": self._head_config,
-                                    "state_dict": {k: v.cpu() for k, v in self.head.state_dict().items()}}
 
-    def on_load_stage(self, checkpoint: dict) -> None:
-        """Called by load_stage before the weights: rebuild the frozen head stored in the checkpoint."""
-        stored = checkpoint.get(HEAD_KEY)
-        if stored is not None:
-            self.attach_head(load_stage(stored), stored["geneface_config"])
 
-    def _head(self) -> RadNerfStage:
-        if self.head is None:
-            raise RuntimeError("no head attached: load the module with geneface.utils.checkpoints.load_stage")
-        return self.frozen_on("head", self.device)
 
     # ---------------------------------------------------------------- rendering
     def render_torso(self, pixels: torch.Tensor, c2w: torch.Tensor, latent_index: int | torch.Tensor = 0,
