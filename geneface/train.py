@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from geneface.utils.checkpoints import IncompatibleCheckpointError
 
 
 # The stage directory holds last/best.ckpt *and* runs/ by design, which Lightning would warn about.
@@ -59,8 +60,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    resume_from = _resume_path(cfg)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=_resume_path(cfg))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
+    except RuntimeError as err:
+        if resume_from and "Error(s) in loading state_dict" in str(err):
+            raise IncompatibleCheckpointError(
+                f"cannot resume from {resume_from}: it holds a different network than this config "
+                f"builds (an earlier run with other sizes?). Start over with resume=false, or move "
+                f"{Path(resume_from).parent} aside to keep it.\n{str(err)[:600]}") from None
+        raise
     finally:
         _close_loggers(loggers)
     if not trainer.fast_dev_run and trainer.checkpoint_callback is not None:

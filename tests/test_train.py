@@ -12,7 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from geneface.train import train
-from geneface.utils.checkpoints import MissingCheckpointError, load_stage, stage_checkpoint
+from geneface.utils.checkpoints import IncompatibleCheckpointError, MissingCheckpointError, load_stage, stage_checkpoint
 from hydra_utils import REPO_ROOT, compose_train, speaker_names, stage_names
 
 SMALL = [  # a SyncNet small enough for 2 CPU cores
@@ -84,6 +84,11 @@ def test_syncnet_learns_on_synthetic_corpus_and_resumes(synthetic_corpus, tmp_pa
     cfg = compose_train([*common, "stage.max_steps=320"], tmp_path / "run2")
     train(cfg)
     assert torch.load(stage_dir / "last.ckpt", weights_only=False)["global_step"] == 320
+
+    # resuming a network of another width names the checkpoint and the way out
+    cfg = compose_train([*common, "stage.max_steps=330", "stage.model.net.width=0.125"], tmp_path / "run3")
+    with pytest.raises(IncompatibleCheckpointError, match="resume=false"):
+        train(cfg)
 
 
 @pytest.mark.slow

@@ -12,6 +12,10 @@ class MissingCheckpointError(FileNotFoundError):
     """An upstream stage has not been trained yet; the message names the command to run first."""
 
 
+class IncompatibleCheckpointError(RuntimeError):
+    """A run would resume from a checkpoint of a different network (e.g. an earlier width)."""
+
+
 def stage_checkpoint(output_dir: str | Path, speaker: str, stage: str, name: str = "best.ckpt") -> Path:
     """Path of a trained stage's checkpoint, or MissingCheckpointError with the command to run."""
     path = Path(output_dir) / speaker / stage / name
