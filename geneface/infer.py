@@ -48,7 +48,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     stats_root = Path(cfg.speaker.root)
     mean = np.load(stats_root / "idexp_lm3d_mean.npy")
     std = np.load(stats_root / "idexp_lm3d_std.npy")
-    wave, mel, num_frames = load_driving_audio(audio_path)
+    wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))
     raw = predict_idexp(model, mel, num_frames, temperature=cfg.temperature)
     normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing)
     out_dir = Path(cfg.out_dir)

@@ -22,6 +22,10 @@ def test_any_audio_gives_two_features_per_frame(tmp_path, fmt, rate, channels):
     wave, mel, num_frames = load_driving_audio(path)
     assert num_frames == pytest.approx(1.3 * 25, abs=2)
     assert wave.shape == (num_frames * 640,) and mel.shape == (2 * num_frames, 80)
+    wave, mel, num_frames = load_driving_audio(path, max_seconds=0.4)    # a preview: the first 0.4 s
+    assert num_frames == 10 and wave.shape == (6400,) and mel.shape == (20, 80)
+    with pytest.raises(ValueError, match="max_seconds"):
+        load_driving_audio(path, max_seconds=0)
 
 
 def test_clamp_limits_each_region_and_smoothing_is_causal():

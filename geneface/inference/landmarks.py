@@ -28,9 +28,14 @@ CLAMP_REGIONS = (
 )
 
 
-def load_driving_audio(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Any audio or video file → (16 kHz mono wave [T·640], mel [2T, 80], T video frames at 25 fps)."""
+def load_driving_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Any audio or video file → (16 kHz mono wave [T·640], mel [2T, 80], T video frames at 25 fps);
+    only its first `max_seconds` when given (a quick preview of a long file)."""
     wave = load_audio(path)
+    if max_seconds is not None:
+        if float(max_seconds) <= 0:
+            raise ValueError(f"max_seconds must be positive; got {max_seconds}")
+        wave = wave[: int(round(float(max_seconds) * contract.SAMPLE_RATE))]
     num_frames = max(1, int(np.ceil(len(wave) / contract.SAMPLES_PER_FRAME)))
     wave = fit_to_frames(wave, num_frames)
     return wave, audio_features(wave, num_frames)["mel"], num_frames
