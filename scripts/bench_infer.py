@@ -17,7 +17,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,20 +30,12 @@ from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, p
 from geneface.inference.renderer import load_renderer  # noqa: E402
 from geneface.utils.checkpoints import load_stage, upstream_checkpoint  # noqa: E402
 from geneface.utils.mp4 import write_mp4  # noqa: E402
+from geneface.utils.timing import timed  # noqa: E402
 
 
 def median_seconds(fn, runs: int, device: str) -> float:
     fn()                                             # warm-up
-    times = []
-    for _ in range(runs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(timed(fn, runs, device))
 
 
 def main() -> None:
@@ -64,9 +55,10 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
 
-    rows = []                                        # (step, frames, seconds)
+    rows = []                                        # (step, frames, seconds, part of the whole chain)
     wave, mel, num_frames = load_driving_audio(args.wav)
-    rows.append(("audio → mel + f0", num_frames, median_seconds(lambda: load_driving_audio(args.wav), args.runs, "cpu")))
+    rows.append(("audio → mel + f0", num_frames,
+                 median_seconds(lambda: load_driving_audio(args.wav), args.runs, "cpu"), True))
 
     postnet = load_stage(upstream_checkpoint(out / args.speaker / "postnet" / "selected.ckpt")).to(device)
     mean, std = np.load(root / "idexp_lm3d_mean.npy"), np.load(root / "idexp_lm3d_std.npy")
@@ -75,7 +67,7 @@ def main() -> None:
         raw = predict_idexp(postnet, mel, num_frames)
         return clamp_and_smooth(raw, mean, std)[0]
     normalised = landmarks()
-    rows.append(("landmarks (VAE + postnet)", num_frames, median_seconds(landmarks, args.runs, device)))
+    rows.append(("landmarks (VAE + postnet)", num_frames, median_seconds(landmarks, args.runs, device), True))
 
     frames = SpeakerFrames(root)
     plate = frames.background()
@@ -93,7 +85,8 @@ def main() -> None:
             def render(renderer=renderer, stage=stage):
                 rendered[stage] = list(renderer.render_frames(cameras[:n], normalised[:n], plate))
             label = "render head" if stage == "radnerf" else "render head + torso"
-            rows.append((f"{label} {renderer.width}×{renderer.height}", n, median_seconds(render, args.runs, device)))
+            rows.append((f"{label} {renderer.width}×{renderer.height}", n, median_seconds(render, args.runs, device),
+                         stage == "radnerf_torso"))
     if rendered:
         images = next(iter(rendered.values()))
         repeat = max(1, 100 // len(images))           # encode ≥ 100 frames: ffmpeg's start-up amortised
@@ -102,7 +95,7 @@ def main() -> None:
             def encode():
                 write_mp4(iter(stream), Path(tmp) / "bench.mp4", width=frames.width, height=frames.height,
                           audio=None)
-            rows.append(("mp4 encode (h264)", len(stream), median_seconds(encode, args.runs, "cpu")))
+            rows.append(("mp4 encode (h264)", len(stream), median_seconds(encode, args.runs, "cpu"), True))
 
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -112,11 +105,9 @@ def main() -> None:
           f"peak memory {peak / 2**20:,.0f} MB\n")
     print("| step | frames | seconds | frames/s | ms/frame |")
     print("|---|---|---|---|---|")
-    per_frame = {}
-    for step, count, seconds in rows:
-        per_frame[step] = seconds / count
+    for step, count, seconds, _ in rows:
         print(f"| {step} | {count} | {seconds:.2f} | {count / seconds:,.2f} | {1000 * seconds / count:.1f} |")
-    chain = [v for k, v in per_frame.items() if not k.startswith("render head ") or "torso" in k]
+    chain = [seconds / count for _, count, seconds, in_chain in rows if in_chain]
     if len(chain) == 4:                              # audio, landmarks, head + torso, encoding
         print(f"| **whole chain** (audio → mp4, head + torso) | – | – | {1 / sum(chain):,.2f} | "
               f"{1000 * sum(chain):.1f} |")

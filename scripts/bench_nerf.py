@@ -16,7 +16,6 @@ import argparse
 import resource
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from geneface.nerf.occupancy import OccupancyGrid  # noqa: E402
 from geneface.nerf.radnerf import RadNerfField  # noqa: E402
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays  # noqa: E402
 from geneface.nerf.renderer import render_rays  # noqa: E402
+from geneface.utils.timing import timed  # noqa: E402
 
 AABB = [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]        # the stage's default box, head units
 SIZE, FOCAL, DISTANCE = 512, 2048.0, 20.0       # cnn2-like framing: the head spans ~250 px
@@ -48,19 +48,6 @@ def build(device: str, resolution: int = 128):
     c2w = torch.eye(4, device=device)
     c2w[2, 3] = -DISTANCE                      # OpenCV camera looking +z at the face (which looks −z)
     return field, box, occupancy, c2w
-
-
-def timed(fn, runs: int, device: str) -> list[float]:
-    times = []
-    for _ in range(runs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int) -> dict:
