@@ -20,7 +20,7 @@ def run(cfg: DictConfig) -> dict:
     """The composed evaluate config → the result (also written to cfg.out)."""
     result = evaluate_speaker(
         cfg.speaker.root, cfg.ckpt, cfg.postnet_ckpt if cfg.audio_driven else None, cfg.syncnet_ckpt,
-        device=cfg.device, max_frames=cfg.max_frames, batch_frames=cfg.batch_frames,
+        device=cfg.device, max_frames=cfg.max_frames,
         temperature=cfg.temperature, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing, seed=cfg.seed,
         progress=cfg.progress)
     result.update(speaker=cfg.speaker.name, renderer_stage=cfg.renderer, table=format_table(result))

@@ -40,21 +40,23 @@ def compose_evaluate(output_dir: Path, *overrides: str):
 class FakeHead:
     """Stands in for a head-only renderer: yields the real val frames, `shift` frames later (wrapping)."""
 
+    needs_audio, draws_torso = False, False
+
     def __init__(self, root: Path, shift: int = 0):
         self.frames, self.shift = SpeakerFrames(root), shift
         self.height, self.width = self.frames.height, self.frames.width
         self.calls: list[dict] = []
 
-    def render_frames(self, c2w, landmarks, background, batch_frames=1, **extra):
+    def render_frames(self, c2w, landmarks, background, audio_features=None):
         self.calls.append(dict(c2w=c2w.shape, landmarks=landmarks.copy(), background=background.shape,
-                               extra=extra))
+                               audio_features=audio_features))
         first, count = int(self.frames.meta["num_train"]), len(c2w)
         for k in range(count):
             yield self.frames.image(first + (k + self.shift) % count)
 
 
 class FakeTorso(FakeHead):
-    pass
+    draws_torso = True
 
 
 def _touch(path: Path) -> None:

@@ -134,3 +134,36 @@ def test_landmarks_control_the_mouth(trained_head):
     # is still small in absolute terms (a few grey levels at most), which is why the bars are relative
     assert diff[mouth].max() > 0.005, diff[mouth].max()
     assert diff[mouth].mean() > 3 * diff[~mouth].mean(), (diff[mouth].mean(), diff[~mouth].mean())
+
+
+def test_condition_window_is_one_config_value(tmp_path, monkeypatch):
+    """`condition.window` reaches the training and val windows, the field and inference, and a torso
+    trained under that head follows it (7 frames here; the default is 5)."""
+    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.stages.radnerf import RadNerfStage
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    common = [f"speaker.root={root}", f"paths.output_dir={tmp_path}", "logger=csv", "stage.max_steps=2",
+              "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"]
+    shapes = []
+    original = RadNerfStage.training_step
+
+    def spy(self, batch, batch_idx):
+        shapes.append(tuple(batch["window"].shape))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(RadNerfStage, "training_step", spy)
+    train(compose_train(["experiment=radnerf_cpu", "stage.model.field.condition.window=7", *common],
+                        tmp_path / "run_head"))
+    assert shapes and set(shapes) == {(7, 204)}
+    head = load_stage(tmp_path / "demo" / "radnerf" / "last.ckpt")
+    assert head.window == 7
+    images = SpeakerImages(root)
+    lm = images.landmarks[:3].reshape(3, 68, 3).numpy()
+    frames = list(head.render_frames(images.c2w[:3].numpy(), lm, images.plate))
+    assert len(frames) == 3 and frames[0].shape == (64, 64, 3)
+
+    train(compose_train(["experiment=radnerf_torso_cpu", *common], tmp_path / "run_torso"))
+    torso = load_stage(tmp_path / "demo" / "radnerf_torso" / "last.ckpt")
+    assert torso.window == 7
+    assert len(list(torso.render_frames(images.c2w[:2].numpy(), lm[:2], images.plate))) == 2

@@ -15,11 +15,13 @@ from geneface.process.video import iter_frames, probe_video
 class RecordingRenderer:
     """Paints the background and writes the frame number into the red channel; records its inputs."""
 
+    needs_audio, draws_torso = False, True
+
     def __init__(self, height: int, width: int):
         self.height, self.width = height, width
         self.calls: dict = {}
 
-    def render_frames(self, c2w, landmarks, background, batch_frames=1):
+    def render_frames(self, c2w, landmarks, background, audio_features=None):
         self.calls = {"c2w": c2w, "landmarks": landmarks, "background": background}
         for i in range(len(landmarks)):
             frame = background.copy()

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from geneface.data import contract
 from geneface.data.frames import SpeakerFrames, arrays
-from geneface.nerf.condition import condition_windows
+from geneface.nerf.condition import WINDOW, condition_windows
 
 BACKGROUND_FOR_HEAD = (contract.Label.NECK, contract.Label.TORSO, contract.Label.BACKGROUND)
 
@@ -97,13 +97,15 @@ class RandomRays(Dataset):
     """
 
     def __init__(self, images: SpeakerImages, frames: range, num_rays: int = 65536, patch_size: int = 1,
-                 seed: int = 0, face_fraction: float = 0.0, audio: bool = False, lip_fraction: float = 0.0):
+                 seed: int = 0, face_fraction: float = 0.0, audio: bool = False, lip_fraction: float = 0.0,
+                 window: int = WINDOW):
         if face_fraction < 0 or lip_fraction < 0 or face_fraction + lip_fraction > 1:
             raise ValueError(f"face_fraction ({face_fraction}) and lip_fraction ({lip_fraction}) must be ≥ 0 "
                              f"and sum to at most 1")
         self.images, self.frames = images, list(frames)
         self.num_rays, self.patch_size, self.seed = num_rays, patch_size, seed
         self.face_fraction, self.lip_fraction, self.audio = face_fraction, lip_fraction, audio
+        self.window = window
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -155,7 +157,7 @@ class RandomRays(Dataset):
             "background": _to_float(background[rows, cols]),                             # [N, 3]
             "in_face": torch.from_numpy(in_face),                                        # [N]
             "c2w": self.images.c2w[i],                                                   # [4, 4]
-            "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="zero")[0],
+            "window": condition_windows(self.images.landmarks, torch.tensor([i]), self.window, "zero")[0],
         }
         if self.audio:
             item["audio"] = self.images.audio_window(i)                                  # [8, 16, 80]
@@ -166,8 +168,9 @@ class WholeFrames(Dataset):
     """Full frames for validation, at most `max_frames` of them spread evenly over `frames`
     (with `audio`, also the frame's mel windows, as RandomRays)."""
 
-    def __init__(self, images: SpeakerImages, frames: range, max_frames: int | None = None, audio: bool = False):
-        self.images, self.audio = images, audio
+    def __init__(self, images: SpeakerImages, frames: range, max_frames: int | None = None, audio: bool = False,
+                 window: int = WINDOW):
+        self.images, self.audio, self.window = images, audio, window
         frames = list(frames)
         if max_frames is not None and len(frames) > max_frames:
             frames = [frames[int(k)] for k in np.linspace(0, len(frames) - 1, max_frames).round()]
@@ -187,7 +190,7 @@ class WholeFrames(Dataset):
             "head_mask": torch.from_numpy(labels == contract.Label.HEAD),                # [H, W]
             "lip_rect": torch.from_numpy(self.images.lip_rect[i].astype(np.int64)),      # [4] x y w h
             "c2w": self.images.c2w[i],
-            "window": condition_windows(self.images.landmarks, torch.tensor([i]), padding="edge")[0],
+            "window": condition_windows(self.images.landmarks, torch.tensor([i]), self.window, "edge")[0],
         }
         if self.audio:
             item["audio"] = self.images.audio_window(i)                                  # [8, 16, 80]

@@ -34,11 +34,11 @@ from geneface.data.frames import arrays, val_indices
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
+from geneface.metrics.image import ImageMetrics
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
 from geneface.metrics.sync import sync_score
 from geneface.process.landmarks import FaceMeshDetector
 from geneface.process.pose import fit_head_pose
-from geneface.stages.radnerf import head_box
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 
 PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold
@@ -129,33 +129,28 @@ def landmark_sync(syncnet: torch.nn.Module | None, landmarks478: np.ndarray, val
 
 
 class ImageScores:
-    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame."""
+    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame (the same
+    regions and metrics as the renderer stages' validation, geneface.metrics.image)."""
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.metrics = {name: metric(data_range=1.0).to(self.device) for name, metric in (
-            ("psnr_head", PeakSignalNoiseRatio), ("ssim_head", StructuralSimilarityIndexMeasure),
-            ("psnr_full", PeakSignalNoiseRatio), ("ssim_full", StructuralSimilarityIndexMeasure))}
+        self.metrics = ImageMetrics(("psnr_head", "ssim_head", "psnr_full", "ssim_full")).to(self.device)
 
     def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray) -> None:
         """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame."""
-        pred, target = self._tensor(frame), self._tensor(real)                              # [1, 3, H, W]
-        for kind in ("psnr", "ssim"):
-            self.metrics[f"{kind}_full"].update(pred, target)
-        box = head_box(torch.from_numpy(head_mask))
-        if box is not None:
-            rows, cols = box
-            for kind in ("psnr", "ssim"):
-                self.metrics[f"{kind}_head"].update(pred[..., rows, cols], target[..., rows, cols])
+        pred, target = self._tensor(frame), self._tensor(real)                              # [H, W, 3]
+        for name in ("psnr_full", "ssim_full"):
+            self.metrics.update(name, pred, target)
+        self.metrics.update_in_box(("psnr_head", "ssim_head"), pred, target, torch.from_numpy(head_mask))
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        image = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
-        return image.permute(2, 0, 1)[None].float() / 255
+        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
 
     def compute(self) -> dict[str, float | None]:
+        values = self.metrics.compute()
         out = {}
-        for name, metric in self.metrics.items():
-            value = float(metric.compute()) if metric.update_count else None
+        for name in self.metrics.names:
+            value = values.get(name)
             out[name] = min(value, PSNR_CAP) if value is not None and name.startswith("psnr") else value
         return out
 
@@ -179,21 +174,19 @@ def score_ground_truth(split: ValSplit, syncnet, progress: bool = True) -> tuple
 
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
-    """Torso renderers get the plate [H, W, 3]; head-only ones each frame's own neck and torso over the
-    plate [T, H, W, 3], as they were trained and validated (else the torso would count as their error)."""
-    if "Torso" in type(renderer).__name__:
+    """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame's own neck and
+    torso over the plate [T, H, W, 3], as they were trained and validated (else the torso would count
+    as their error)."""
+    if renderer.draws_torso:
         return split.images.plate
     return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
 
 
 def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth: np.ndarray, syncnet,
-                   device: str = "cpu", batch_frames: int = 1, desc: str = "render",
-                   progress: bool = True) -> dict:
+                   device: str = "cpu", desc: str = "render", progress: bool = True) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
     the real one as it arrives."""
-    extra = {"audio_features": split.mel} if type(renderer).__name__.startswith("NerfTorso") else {}
-    frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split),
-                                    batch_frames=batch_frames, **extra)
+    frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack(), 0.0, 0
     bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
@@ -225,7 +218,7 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth:
 
 def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postnet_ckpt: str | Path | None,
                      syncnet_ckpt: str | Path | None, device: str = "cpu", max_frames: int | None = None,
-                     batch_frames: int = 1, temperature: float = 1.0, clamp_std: float = 2.5,
+                     temperature: float = 1.0, clamp_std: float = 2.5,
                      smoothing: float = 0.2, seed: int = 9999, progress: bool = True) -> dict:
     """Every row on the val split → {"rows": {row: {metric: value}}, ...}. postnet_ckpt None skips the
     audio-driven row. Checkpoints are resolved first, so a missing one fails before any rendering."""
@@ -237,11 +230,11 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
     rows = {}
     rows["ground_truth"], real_mouth = score_ground_truth(split, syncnet, progress)
     rows["reconstruction"] = score_renderer(renderer, split, split.landmarks, real_mouth, syncnet, device,
-                                            batch_frames, "reconstruction", progress)
+                                            "reconstruction", progress)
     if postnet_ckpt is not None:
         driven = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std, smoothing, seed)
         rows["audio_driven"] = score_renderer(renderer, split, driven, real_mouth, syncnet, device,
-                                              batch_frames, "audio-driven", progress)
+                                              "audio-driven", progress)
     notes = [note] if note else []
     notes += [f"{name}: a face was found in {row['detection_rate']:.0%} of the frames; LMD and sync use only "
               "those" for name, row in rows.items() if row["detection_rate"] < 1]

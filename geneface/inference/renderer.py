@@ -1,4 +1,8 @@
-"""Which renderer a checkpoint holds, behind one protocol used by inference and evaluation."""
+"""What inference and evaluation need of a renderer, and how to get one from a checkpoint.
+
+The renderer stages implement it in geneface/stages/renderer.py; this module only reads checkpoints,
+so inference never imports a stage by name.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,19 @@ from geneface.utils.checkpoints import load_stage
 class FrameRenderer(Protocol):
     height: int
     width: int
+    needs_audio: bool      # render_frames reads audio_features (the driving mel [2T, 80])
+    draws_torso: bool      # False: a head alone, composited over what it is given as background
 
     def render_frames(self, c2w: np.ndarray, landmarks: np.ndarray, background: np.ndarray,
-                      batch_frames: int = 1) -> Iterator[np.ndarray]:
-        """c2w [T, 4, 4], normalised idexp landmarks [T, 68, 3], uint8 background [H, W, 3] →
-        uint8 [H, W, 3] RGB frames, one per input frame."""
+                      audio_features: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """c2w [T, 4, 4], normalised idexp landmarks [T, 68, 3], uint8 background [H, W, 3] (or one per
+        frame, [T, H, W, 3]), the mel [2T, 80] → uint8 [H, W, 3] RGB frames, one per input frame."""
 
 
 def load_renderer(ckpt: str | Path, device: str = "cpu") -> FrameRenderer:
     """A renderer stage's checkpoint (radnerf, radnerf_torso, nerf, nerf_torso) → a renderer on `device`."""
     module = load_stage(ckpt)
-    if not hasattr(module, "render_frames"):
+    if not all(hasattr(module, name) for name in ("render_frames", "needs_audio", "draws_torso")):
         raise ValueError(f"{ckpt} holds a {type(module).__name__}, not a renderer stage "
                          f"(radnerf, radnerf_torso, nerf or nerf_torso)")
     return module.to(device)

@@ -6,7 +6,6 @@ forth when the audio is longer than the video, so any length works (the original
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 
@@ -57,9 +56,9 @@ def render_video(renderer: FrameRenderer, speaker_root: str | Path, landmarks: n
         raise ValueError(f"the renderer was trained at {renderer.width}×{renderer.height} but {speaker_root} "
                          f"is {frames.width}×{frames.height}: pass the speaker it was trained on")
     cameras = driving_cameras(np.asarray(arrays(speaker_root)["c2w"], np.float32), len(landmarks), pose_window)
-    extra = {}
-    if "audio_features" in inspect.signature(renderer.render_frames).parameters:
-        extra["audio_features"] = audio_features        # the legacy torso listens to the audio too
-    stream = renderer.render_frames(cameras, landmarks, background_image(background, frames.background()), **extra)
+    if renderer.needs_audio and audio_features is None:
+        raise ValueError("this renderer is conditioned on audio: pass audio_features (the driving mel [2T, 80])")
+    stream = renderer.render_frames(cameras, landmarks, background_image(background, frames.background()),
+                                    audio_features=audio_features)
     return write_mp4(stream, out, width=renderer.width, height=renderer.height, audio=audio,
                      total=len(landmarks), desc="render")

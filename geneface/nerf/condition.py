@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 LANDMARK_DIM = 204      # 68 normalised idexp points × 3
-WINDOW = 5              # frames per condition window, centred (offsets −2 … +2)
+WINDOW = 5              # default frames per condition window, centred (offsets −2 … +2); a config's
+                        # condition.window sets it for a renderer, its data and its inference
 
 
 def _mlp(dims: list[int], slope: float = 0.02, last_activation: bool = False) -> nn.Sequential:

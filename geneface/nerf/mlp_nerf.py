@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from geneface.nerf.condition import AttentionSmoother, LandmarkCondition
 from geneface.nerf.encodings import FrequencyEncoding
+from geneface.nerf.fields import FieldOutput
 
 
 class NerfMLP(nn.Module):
@@ -58,7 +59,7 @@ class NerfMLP(nn.Module):
             h = F.relu(h)
         density = F.softplus(self.density_head(h).squeeze(-1))
         rgb = torch.sigmoid(self.color(torch.cat([self.feature(h), self.view_encoding(directions)], -1)))
-        return {"density": density, "rgb": rgb}
+        return {FieldOutput.DENSITY: density, FieldOutput.RGB: rgb}
 
 
 class MlpNerfHead(nn.Module):

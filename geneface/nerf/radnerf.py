@@ -7,19 +7,12 @@ density + geometry feature; (view SH, geometry, per-frame latent) → colour.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 from torch import nn
 
 from geneface.nerf.condition import LandmarkCondition
 from geneface.nerf.encodings import GridEncoding, SHEncoding
-
-
-class FieldOutput(str, Enum):
-    DENSITY = "density"    # [M] ≥ 0
-    RGB = "rgb"            # [M, 3] in [0, 1]
-    AMBIENT = "ambient"    # [M, 2] the ambient coordinate, regularised outside the face
+from geneface.nerf.fields import FieldOutput
 
 
 class _TruncExp(torch.autograd.Function):
@@ -92,8 +85,7 @@ class RadNerfField(nn.Module):
         sigma, geo, ambient = self.geometry(x, cond)
         view = self.direction_encoding(directions)
         rgb = torch.sigmoid(self.color_net(torch.cat([view, geo, latent.to(geo.dtype)], -1)))
-        return {FieldOutput.DENSITY.value: sigma, FieldOutput.RGB.value: rgb.float(),
-                FieldOutput.AMBIENT.value: ambient.float()}
+        return {FieldOutput.DENSITY: sigma, FieldOutput.RGB: rgb.float(), FieldOutput.AMBIENT: ambient.float()}
 
     def param_groups(self, lr: float, grid_lr_scale: float = 10.0, smoother_lr_scale: float = 5.0) -> list[dict]:
         """The reference's three learning rates: grids ×10, the attention smoother ×5, the rest ×1."""

@@ -20,11 +20,12 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from geneface.nerf.fields import FieldOutput
 from geneface.nerf.occupancy import OccupancyGrid
 from geneface.nerf.rays import SceneBox
 
 # (positions_normalised [M,3], directions [M,3], ray_indices [M] long) →
-# {"density": [M] ≥0, "rgb": [M,3] in [0,1], optional extra per-sample tensors e.g. "ambient" [M,2]}
+# {DENSITY: [M] ≥0, RGB: [M,3] in [0,1], optional extra per-sample outputs e.g. AMBIENT [M,2]} (FieldOutput keys)
 FieldFn = Callable[[Tensor, Tensor, Tensor], dict[str, Tensor]]
 
 
@@ -34,7 +35,7 @@ class RenderOutput:
     opacity: Tensor  # [N] Σ w
     depth: Tensor  # [N] Σ w·t (head units along the unit direction)
     samples_per_ray: float  # mean number of evaluated samples per ray (logging)
-    extras: dict[str, Tensor] = field(default_factory=dict)  # K → [N] Σ_evaluated |value|.sum(-1)
+    extras: dict[FieldOutput, Tensor] = field(default_factory=dict)  # K → [N] Σ_evaluated |value|.sum(-1)
     weights: Tensor | None = None  # [N,S] w_i, for importance sampling (dropped by chunked render_rays)
 
 
@@ -91,8 +92,8 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
     idx = keep.reshape(-1).nonzero().squeeze(-1)  # [M] into the flat [N*S]
     ray_idx = idx // s  # [M]
     out = field_fn(x_n.reshape(-1, 3)[idx], directions[ray_idx], ray_idx)
-    sigma_p = out["density"].reshape(-1)  # [M]
-    rgb_p = out["rgb"].reshape(-1, 3)  # [M,3]
+    sigma_p = out[FieldOutput.DENSITY].reshape(-1)  # [M]
+    rgb_p = out[FieldOutput.RGB].reshape(-1, 3)  # [M,3]
 
     # Scatter back to the dense layout; skipped samples have density 0 (alpha 0).
     sigma = sigma_p.new_zeros(n * s).index_put((idx,), sigma_p).view(n, s)  # [N,S]
@@ -102,7 +103,7 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
 
     extras = {}
     for key, value in out.items():
-        if key in ("density", "rgb"):
+        if key in (FieldOutput.DENSITY, FieldOutput.RGB):
             continue
         v = value.abs()
         per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v  # [M]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from geneface.nerf.fields import FieldOutput
 from geneface.nerf.rays import SceneBox
 from geneface.nerf.renderer import FieldFn, RenderOutput, composite
 
@@ -44,7 +45,7 @@ def _evaluate(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Ten
     x_n = box.normalize(origins[:, None] + t[..., None] * directions[:, None])       # [N, S, 3]
     ray_idx = torch.arange(n, device=t.device).repeat_interleave(s)                   # [N·S]
     out = field_fn(x_n.reshape(-1, 3), directions[ray_idx], ray_idx)
-    density, rgb = out["density"].reshape(n, s), out["rgb"].reshape(n, s, 3)
+    density, rgb = out[FieldOutput.DENSITY].reshape(n, s), out[FieldOutput.RGB].reshape(n, s, 3)
     deltas = torch.cat([t[:, 1:] - t[:, :-1], (far[:, None] - t[:, -1:]).clamp(min=0)], -1)  # [N, S]
     return composite(density, rgb, t, deltas, background)
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geneface.nerf.encodings import FrequencyEncoding, GridEncoding
+from geneface.nerf.fields import FieldOutput
 from geneface.nerf.radnerf import mlp
 
 
@@ -72,7 +73,8 @@ class TorsoField(nn.Module):
         warped = (x + deform.float()).clamp(-1.0, 1.0)
         feature = self.grid_encoding(warped)                                    # [N, 32]
         out = self.canonical_net(torch.cat([feature, h.to(feature.dtype)], -1)).float()   # [N, 4]
-        return {"alpha": torch.sigmoid(out[:, 0]), "rgb": torch.sigmoid(out[:, 1:]), "deform": deform.float()}
+        return {FieldOutput.ALPHA: torch.sigmoid(out[:, 0]), FieldOutput.RGB: torch.sigmoid(out[:, 1:]),
+                FieldOutput.DEFORM: deform.float()}
 
     def param_groups(self, lr: float, grid_lr_scale: float = 10.0) -> list[dict]:
         """The reference's two learning rates: the grid ×10, MLPs and codes ×1."""
@@ -159,8 +161,8 @@ def torso_alpha_rgb(field: TorsoField, grid: AlphaGrid | None, coords: Tensor, p
     for s in range(0, len(idx), step):
         part = idx[s:s + step]
         out = field(coords[part], pose, latent)
-        alpha = alpha.index_put((part,), out["alpha"])
-        rgb = rgb.index_put((part,), out["rgb"])
+        alpha = alpha.index_put((part,), out[FieldOutput.ALPHA])
+        rgb = rgb.index_put((part,), out[FieldOutput.RGB])
     return alpha, rgb
 
 

@@ -1,14 +1,21 @@
-"""Upstream networks a stage uses but never trains (the SyncNet critic, the corpus VAE).
+"""Upstream networks a stage uses but never trains (the SyncNet critic, the corpus VAE, a torso's head).
 
 They are held outside the module tree, so they are not optimised, not in the stage's state_dict and
 not moved or switched to train mode by Lightning: they stay in eval mode for the whole run. The
 original's trainer put them back in train mode after every validation (reference §0, quirk fixed).
+
+Some of them are *carried*: written into every checkpoint of the stage that uses them, so that
+checkpoint alone is enough at inference (the postnet carries its VAE, a torso its head). There is
+one way to carry, for every stage: the upstream stage's whole checkpoint config and weights under
+`checkpoint["carried"][name]`, rebuilt by `load_stage` exactly as if read from its own file.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+CARRIED_KEY = "carried"
 
 
 class FrozenNets:
@@ -18,10 +25,30 @@ class FrozenNets:
     def frozen(self) -> dict[str, nn.Module]:
         return self.__dict__.setdefault("_frozen", {})
 
+    @property
+    def _carried_configs(self) -> dict[str, dict]:
+        return self.__dict__.setdefault("_carried", {})
+
     def attach_frozen(self, **nets: nn.Module | None) -> None:
         for name, net in nets.items():
             if net is not None:
                 self.frozen[name] = net.eval().requires_grad_(False)
+
+    def carry(self, name: str, stage: nn.Module, config: dict) -> None:
+        """Attach a frozen upstream *stage* and write it into this stage's checkpoints; `config` is
+        the `geneface_config` of the checkpoint it came from."""
+        self.attach_frozen(**{name: stage})
+        self._carried_configs[name] = config
+
+    def carry_upstream(self, name: str, path, hint: str = "") -> nn.Module:
+        """Load an upstream stage's checkpoint (MissingCheckpointError names the command that trains
+        it, plus `hint`), carry it under `name` and return it."""
+        from geneface.utils.checkpoints import load_stage, upstream_checkpoint
+
+        checkpoint = torch.load(upstream_checkpoint(path, hint), map_location="cpu", weights_only=False)
+        stage = load_stage(checkpoint)
+        self.carry(name, stage, checkpoint["geneface_config"])
+        return stage
 
     def frozen_on(self, name: str, device: torch.device) -> nn.Module:
         """The frozen net `name`, moved to `device` once (Lightning does not move it)."""
@@ -36,14 +63,26 @@ class FrozenNets:
             net.eval()                      # never back to train mode
         return self
 
+    # --- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        carried = {name: {"geneface_config": config,
+                          "state_dict": {k: v.cpu() for k, v in self.frozen[name].state_dict().items()}}
+                   for name, config in self._carried_configs.items() if name in self.frozen}
+        if carried:
+            checkpoint[CARRIED_KEY] = carried
 
-HEAD_KEY = "torso_head"
+    def on_load_stage(self, checkpoint: dict) -> None:
+        """Called by load_stage before the weights: rebuild the carried upstream stages."""
+        from geneface.utils.checkpoints import load_stage
+
+        for name, stored in checkpoint.get(CARRIED_KEY, {}).items():
+            self.carry(name, load_stage(stored), stored["geneface_config"])
 
 
 class CarriedHead(FrozenNets):
-    """Mixin for the torso stages: a frozen head stage, loaded from `self.head_ckpt` at set-up and
-    carried inside every checkpoint of this stage (config + weights), so a torso checkpoint alone
-    renders whole frames. `head_stage` names the head's stage in error messages."""
+    """Mixin for the torso stages: the frozen head stage, loaded from `self.head_ckpt` at set-up and
+    carried in every checkpoint, so a torso checkpoint alone renders whole frames. `head_stage` names
+    the head's stage in error messages."""
 
     head_stage = "radnerf"
 
@@ -51,34 +90,20 @@ class CarriedHead(FrozenNets):
     def head(self):
         return self.frozen.get("head")
 
-    def attach_head(self, head, config: dict) -> None:
-        self.attach_frozen(head=head)
-        self._head_config = config
-
     def setup(self, stage: str) -> None:
-        from geneface.utils.checkpoints import load_stage, upstream_checkpoint
-
         if self.head is None:
             if self.head_ckpt is None:
                 raise ValueError("this torso stage needs a trained head: set stage.model.head_ckpt")
             hint = f"\n(the torso is trained under a trained head: train stage={self.head_stage} first)"
-            checkpoint = torch.load(upstream_checkpoint(self.head_ckpt, hint), map_location="cpu",
-                                    weights_only=False)
-            self.attach_head(load_stage(checkpoint), checkpoint["geneface_config"])
+            self.carry_upstream("head", self.head_ckpt, hint)
 
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        config = getattr(self, "_head_config", None)
-        if self.head is not None and config is not None:
-            checkpoint[HEAD_KEY] = {"geneface_config": config,
-                                    "state_dict": {k: v.cpu() for k, v in self.head.state_dict().items()}}
+    def carry(self, name: str, stage: nn.Module, config: dict) -> None:
+        super().carry(name, stage, config)
+        if name == "head":
+            self.on_head_attached(stage)
 
-    def on_load_stage(self, checkpoint: dict) -> None:
-        """Called by load_stage before the weights: rebuild the frozen head stored in the checkpoint."""
-        from geneface.utils.checkpoints import load_stage
-
-        stored = checkpoint.get(HEAD_KEY)
-        if stored is not None:
-            self.attach_head(load_stage(stored), stored["geneface_config"])
+    def on_head_attached(self, head) -> None:
+        """Override to take what the torso needs from its head (the camera)."""
 
     def _head(self):
         if self.head is None:

@@ -9,68 +9,60 @@ that head image as its background: C = Σ w·c_torso + T_last·head_rgb, trained
 frame (MSE fine + MSE coarse).
 
 The head (`head_ckpt`, the nerf stage's best.ckpt) is loaded in `setup`; a missing one stops with the
-command that trains it. It is held outside the module tree (FrozenNets) and its config + weights
-are written into this stage's checkpoints, so `load_stage(torso best.ckpt)` renders whole frames.
+command that trains it. It is held outside the module tree (FrozenNets) and carried in this stage's
+checkpoints (stages/frozen.py), so `load_stage(torso best.ckpt)` renders whole frames.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from geneface.nerf.condition import condition_windows
 from geneface.nerf.mlp_nerf import TorsoNerf, mel_windows
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput
 from geneface.nerf.sampling import render_hierarchical
 from geneface.nerf.torso import pose_features
 from geneface.stages.frozen import CarriedHead
-from geneface.stages.radnerf import exponential_decay, save_render
+from geneface.stages.renderer import RendererStage
 
 
-
-class NerfTorsoStage(CarriedHead, L.LightningModule):
+class NerfTorsoStage(CarriedHead, RendererStage):
     head_stage = "nerf"
+    needs_audio = True
+    draws_torso = True
+    val_metric_names = ("val/psnr", "val/ssim")     # full frame
 
     def __init__(self, torso: TorsoNerf, aabb: list[float], optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, lr_decay_steps: int = 250_000, coarse_samples: int = 64, fine_samples: int = 128,
                  infer_coarse_samples: int = 32, infer_fine_samples: int = 128, render_chunk: int = 4096,
                  val_images: int = 4):
-        super().__init__()
-        self.torso, self.optimizer_factory, self.head_ckpt = torso, optimizer, head_ckpt
+        super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
+        self.torso, self.head_ckpt = torso, head_ckpt
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # torso box, head units
         self.register_buffer("canonical_c2w", torch.zeros(4, 4))                # set from the first train frame
-        self.lr, self.lr_decay_steps = lr, lr_decay_steps
         self.coarse_samples, self.fine_samples = coarse_samples, fine_samples
         self.infer_coarse_samples, self.infer_fine_samples = infer_coarse_samples, infer_fine_samples
-        self.render_chunk, self.val_images = render_chunk, val_images
-        self._head_config: dict | None = None
         self._plate: torch.Tensor | None = None    # [H, W, 3] float
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)     # full frame
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
     # ---------------------------------------------------------------- the frozen head
     @property
-    def height(self) -> int:
-        return self._head().height
+    def window(self) -> int:
+        return self._head().window
 
-    @property
-    def width(self) -> int:
-        return self._head().width
+    def on_head_attached(self, head) -> None:
+        self.intrinsics.copy_(head.intrinsics)
+        self.image_size.copy_(head.image_size)
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         images = self.trainer.datamodule.images
         self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
         if not self.canonical_c2w.any():       # a fresh run: the canonical camera is the first train frame's
             self.canonical_c2w.copy_(self.trainer.datamodule.train_cameras()["c2w"][0])
-
-
-
 
     # ---------------------------------------------------------------- rendering
     @torch.no_grad()
@@ -88,7 +80,7 @@ class NerfTorsoStage(CarriedHead, L.LightningModule):
                      chunk: int | None = None) -> tuple[RenderOutput, RenderOutput]:
         """pixels [N, 2], the frame's c2w [4, 4] (pose condition), audio [8, 16, 80], head_rgb [N, 3]
         (background and colour condition) → (coarse, fine) over the head image, canonical camera."""
-        focal, cx, cy = (float(v) for v in self._head().intrinsics)
+        focal, cx, cy = (float(v) for v in self.intrinsics)
         origins, directions = pixel_rays(self.canonical_c2w, focal, cx, cy, pixels)
         cond = self.torso.ray_condition(audio[None], pose_features(c2w[None]), head_rgb)     # [N, C]
         num_coarse, num_fine = samples or (self.coarse_samples, self.fine_samples)
@@ -102,32 +94,20 @@ class NerfTorsoStage(CarriedHead, L.LightningModule):
     @torch.no_grad()
     def render_image(self, c2w: torch.Tensor, window: torch.Tensor, audio: torch.Tensor, plate: torch.Tensor,
                      samples: tuple[int, int] | None = None) -> torch.Tensor:
-        """One frame: c2w [4, 4], window [5, 204], audio [8, 16, 80], plate [H, W, 3] → rgb [H, W, 3]."""
+        """One frame: c2w [4, 4], window [window, 204], audio [8, 16, 80], plate [H, W, 3] → rgb [H, W, 3]."""
         h, w = self.height, self.width
         c2w, plate, pixels = c2w.to(self.device), plate.to(self.device), image_pixels(h, w, self.device)
         head = self.head_rgb(c2w, pixels, plate.reshape(-1, 3), window.to(self.device), self.render_chunk)
         _, fine = self.render_torso(pixels, c2w, audio.to(self.device), head, samples=samples, chunk=self.render_chunk)
         return fine.rgb.reshape(h, w, 3)
 
-    @torch.no_grad()
-    def render_frames(self, c2w: np.ndarray, landmarks: np.ndarray, background: np.ndarray, batch_frames: int = 1,
-                      audio_features: np.ndarray | None = None) -> Iterator[np.ndarray]:
-        """Inference (FrameRenderer): c2w [T, 4, 4], normalised landmarks [T, 68, 3], the plate uint8
-        [H, W, 3], audio_features = the mel [2T, 80] of the driving audio → uint8 [H, W, 3] frames."""
-        if audio_features is None:
-            raise ValueError("the nerf_torso renderer is conditioned on audio: pass audio_features=<mel [2T, 80]> "
-                             "(geneface.audio's log-mel of the driving wav)")
-        self.eval()
-        mel = torch.as_tensor(np.asarray(audio_features, np.float32), device=self.device)
-        sequence = torch.as_tensor(np.asarray(landmarks, np.float32).reshape(len(landmarks), -1), device=self.device)
-        plate = torch.as_tensor(np.asarray(background), device=self.device).float() / 255.0
-        cams = torch.as_tensor(np.asarray(c2w, np.float32), device=self.device)
-        samples = (self.infer_coarse_samples, self.infer_fine_samples)
-        for i in range(len(sequence)):
-            index = torch.tensor([i], device=self.device)
-            window = condition_windows(sequence, index, padding="edge")[0]
-            rgb = self.render_image(cams[i], window, mel_windows(mel, index)[0], plate, samples)
-            yield (rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+    def audio_window(self, mel: torch.Tensor, frame: int) -> torch.Tensor:
+        return mel_windows(mel, torch.tensor([frame], device=mel.device))[0]     # [8, 16, 80]
+
+    def render_frame(self, c2w: torch.Tensor, window: torch.Tensor, background: torch.Tensor,
+                     audio: torch.Tensor | None = None) -> torch.Tensor:
+        """At the inference sample counts; `background` is the plate."""
+        return self.render_image(c2w, window, audio, background, (self.infer_coarse_samples, self.infer_fine_samples))
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -143,22 +123,9 @@ class NerfTorsoStage(CarriedHead, L.LightningModule):
         return loss
 
     # ---------------------------------------------------------------- validation
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         rgb, target = self.render_image(batch["c2w"], batch["window"], batch["audio"], batch["plate"]), batch["rgb"]
-        self.log("val/loss", F.mse_loss(rgb, target), batch_size=1)
-        to_image = lambda x: x.permute(2, 0, 1)[None].clamp(0, 1)             # noqa: E731  [1, 3, H, W]
-        self.val_psnr.update(to_image(rgb), to_image(target))
-        self.val_ssim.update(to_image(rgb), to_image(target))
-        if batch_idx < self.val_images:
-            save_render(self, rgb, target, int(batch["frame"]))
+        return rgb, {"val/psnr": (rgb, target), "val/ssim": (rgb, target)}
 
-    def on_validation_epoch_end(self) -> None:
-        for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim)):
-            if metric.update_count:
-                self.log(name, metric.compute(), prog_bar=name == "val/psnr")
-            metric.reset()
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.torso.parameters(), lr=self.lr)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, exponential_decay(self.lr_decay_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def param_groups(self) -> list[dict]:
+        return [{"params": list(self.torso.parameters()), "lr": self.lr}]

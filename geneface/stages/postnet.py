@@ -17,8 +17,8 @@ The frozen VAE (`vae_ckpt`, the corpus audio2motion stage's best.ckpt) and SyncN
 are loaded in `setup`, not at construction; a missing one stops with the command that trains it.
 They are held outside the module's children: not optimised and kept in eval mode for the whole run
 (the original's trainer put them back in train mode after every validation, §0). The VAE, however,
-*is* written into this stage's checkpoints (config + weights, under "postnet_vae"), so
-`load_stage(selected.ckpt).predict(audio, mask)` needs nothing else on disk.
+*is* carried in this stage's checkpoints (the audio2motion checkpoint's config + weights, see
+stages/frozen.py), so `load_stage(selected.ckpt).predict(audio, mask)` needs nothing else on disk.
 
 Manual optimisation, and `trainer.global_step` counts generator steps only: the discriminator's
 optimizer is stepped unwrapped (Lightning would count it too, halving `max_steps`). Hence fp32/bf16
@@ -42,8 +42,6 @@ from geneface.stages.audio2motion import SYNCNET_HINT
 from geneface.stages.frozen import FrozenNets
 from geneface.utils.checkpoints import load_stage, stage_checkpoint, upstream_checkpoint
 
-VAE_KEY = "postnet_vae"
-
 
 class PostnetStage(FrozenNets, L.LightningModule):
     def __init__(self, postnet: CNNPostNet, discriminator: MLPDiscriminator, optimizer: Callable,
@@ -61,7 +59,6 @@ class PostnetStage(FrozenNets, L.LightningModule):
         self.lambda_mse, self.lambda_sync, self.lambda_adv = lambda_mse, lambda_sync, lambda_adv
         self.sync_windows, self.temperature = sync_windows, temperature
         self.disc_start_steps, self.disc_interval, self.gradient_clip_val = disc_start_steps, disc_interval, gradient_clip_val
-        self._vae_config: dict | None = None        # the VAE's net config, saved with its weights
 
     # --- the frozen upstream nets ---------------------------------------------------------------
     @property
@@ -72,36 +69,13 @@ class PostnetStage(FrozenNets, L.LightningModule):
     def syncnet(self) -> nn.Module | None:
         return self.frozen.get("syncnet")
 
-    def attach_frozen(self, vae_config: dict | None = None, **nets: nn.Module | None) -> None:
-        super().attach_frozen(**nets)
-        if vae_config is not None:
-            self._vae_config = vae_config
-
     def setup(self, stage: str) -> None:
         if self.vae is None:
             if self.vae_ckpt is None:
                 raise ValueError("the postnet stage needs the audio2motion VAE: set stage.model.vae_ckpt")
-            checkpoint = torch.load(upstream_checkpoint(self.vae_ckpt), map_location="cpu", weights_only=False)
-            self.attach_frozen(vae=load_stage(checkpoint).net,
-                               vae_config=checkpoint["geneface_config"]["stage"]["model"]["net"])
+            self.carry_upstream("vae", self.vae_ckpt)       # the audio2motion stage; .sample is the VAE's
         if self.syncnet is None and self.syncnet_ckpt is not None and stage == "fit":
             self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT)).net)
-
-    # --- checkpoints: the VAE travels with the postnet ------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        if self.vae is not None and self._vae_config is not None:
-            checkpoint[VAE_KEY] = {"config": self._vae_config,
-                                   "state_dict": {k: v.cpu() for k, v in self.vae.state_dict().items()}}
-
-    def on_load_stage(self, checkpoint: dict) -> None:
-        """Called by load_stage before the weights: rebuild the frozen VAE stored in the checkpoint."""
-        from hydra.utils import instantiate
-
-        stored = checkpoint.get(VAE_KEY)
-        if stored is not None:
-            vae = instantiate(stored["config"])
-            vae.load_state_dict(stored["state_dict"])
-            self.attach_frozen(vae=vae, vae_config=stored["config"])
 
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,115 +7,46 @@ and SSIM on the head's bounding box (and PSNR on the full frame). `render_frames
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import cv2
-import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from geneface.nerf.condition import condition_windows
+from geneface.nerf.fields import FieldOutput
+from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.occupancy import OccupancyGrid
-from geneface.nerf.radnerf import FieldOutput, RadNerfField
+from geneface.nerf.radnerf import RadNerfField
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput, render_rays
+from geneface.stages.renderer import RendererStage
 
 
-def opacity_entropy(opacity: torch.Tensor) -> torch.Tensor:
-    """Mean binary entropy (bits) of the accumulated opacity: pushes each ray to all-head or none."""
-    o = opacity.clamp(1e-5, 1 - 1e-5)
-    return -(o * torch.log2(o) + (1 - o) * torch.log2(1 - o)).mean()
+class RadNerfStage(RendererStage):
+    val_metric_names = ("val/psnr", "val/ssim", "val/psnr_full")    # head box, head box, full frame
 
-
-def head_box(mask: torch.Tensor, margin: int = 4) -> tuple[slice, slice] | None:
-    """Bounding box (rows, cols) of a [H, W] bool mask with a margin, or None if it is empty."""
-    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
-    if len(rows) == 0:
-        return None
-    h, w = mask.shape
-    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, h)),
-            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)))
-
-
-def frame_background(background: np.ndarray, i: int, device) -> torch.Tensor:
-    """Frame i's background as float [H, W, 3] in [0, 1] from one uint8 image or one per frame."""
-    image = background[i] if np.ndim(background) == 4 else background
-    return torch.as_tensor(np.asarray(image), device=device).float() / 255.0
-
-
-def check_render_inputs(renderer, c2w: torch.Tensor, landmarks: torch.Tensor, background: np.ndarray) -> None:
-    """Fail before rendering, naming what does not fit, instead of deep inside the ray marcher."""
-    t = len(c2w)
-    if c2w.shape[1:] != (4, 4) or landmarks.shape != (t, 204):
-        raise ValueError(f"render_frames needs c2w [T, 4, 4] and landmarks [T, 68, 3] for the same T; got "
-                         f"{tuple(c2w.shape)} and {tuple(landmarks.shape)}")
-    size = (renderer.height, renderer.width, 3)
-    shape = tuple(np.shape(background))
-    if shape != size and shape != (t, *size):
-        raise ValueError(f"background must be uint8 {size} (or one per frame, ({t}, ...)) — the size the "
-                         f"renderer was trained at; got {shape}")
-
-
-def exponential_decay(decay_steps: int) -> Callable[[int], float]:
-    """The reference's lr factor 0.1^(step/decay_steps), no warmup."""
-    return lambda step: 0.1 ** min(step / decay_steps, 1.0)
-
-
-def save_render(module: L.LightningModule, rgb: torch.Tensor, target: torch.Tensor, frame: int) -> None:
-    """render | ground truth, as a PNG in the run directory and as an image in W&B/TensorBoard
-    (shared by every renderer stage)."""
-    side = (torch.cat([rgb, target], 1).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()   # [H, 2W, 3]
-    out_dir = Path(module.trainer.default_root_dir) / "val_renders"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    step = module.global_step
-    cv2.imwrite(str(out_dir / f"step{step:07d}_frame{frame:06d}.png"), cv2.cvtColor(side, cv2.COLOR_RGB2BGR))
-    for logger in module.loggers:
-        if type(logger).__name__ == "WandbLogger":
-            logger.log_image(key="val/render", images=[side], caption=[f"frame {frame}: render | truth"], step=step)
-        elif type(logger).__name__ == "TensorBoardLogger":
-            logger.experiment.add_image(f"val/render_{frame}", side, step, dataformats="HWC")
-
-
-class RadNerfStage(L.LightningModule):
     def __init__(self, field: RadNerfField, occupancy: OccupancyGrid, aabb: list[float], optimizer: Callable,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, smoother_lr_scale: float = 5.0,
                  lr_decay_steps: int = 250_000, num_samples: int = 64, lambda_entropy: float = 1e-4,
                  lambda_ambient: float = 0.1, ambient_ramp_steps: int = 250_000,
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
                  render_chunk: int = 65536, val_images: int = 4):
-        super().__init__()
+        super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
-        self.optimizer_factory = optimizer
-        self.lr, self.grid_lr_scale, self.smoother_lr_scale = lr, grid_lr_scale, smoother_lr_scale
-        self.lr_decay_steps, self.num_samples = lr_decay_steps, num_samples
+        self.grid_lr_scale, self.smoother_lr_scale, self.num_samples = grid_lr_scale, smoother_lr_scale, num_samples
         self.lambda_entropy, self.lambda_ambient, self.ambient_ramp_steps = lambda_entropy, lambda_ambient, ambient_ramp_steps
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
-        self.render_chunk, self.val_images = render_chunk, val_images
-        # the camera travels with the weights, so a checkpoint alone can render
-        self.register_buffer("intrinsics", torch.zeros(3))               # focal, cx, cy (pixels)
-        self.register_buffer("image_size", torch.zeros(2, dtype=torch.long))   # height, width
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_psnr_full = PeakSignalNoiseRatio(data_range=1.0)
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
 
     # ---------------------------------------------------------------- set-up
     @property
-    def height(self) -> int:
-        return int(self.image_size[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.image_size[1])
+    def window(self) -> int:
+        return self.field.condition.window
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.height == 0:                   # a fresh run (a resumed one has its camera and grid)
             cams = self.trainer.datamodule.train_cameras()
-            self.intrinsics.copy_(torch.tensor([cams["focal"], cams["cx"], cams["cy"]]))
-            self.image_size.copy_(torch.tensor([cams["height"], cams["width"]]))
+            self.set_camera(cams["focal"], cams["cx"], cams["cy"], cams["height"], cams["width"])
             self.occupancy.mark_unseen(self.box, cams["c2w"].to(self.device), cams["focal"],
                                        cams["cx"], cams["cy"], cams["height"], cams["width"])
 
@@ -151,19 +82,9 @@ class RadNerfStage(L.LightningModule):
                                background.reshape(-1, 3).to(self.device), cond, latent, chunk=self.render_chunk)
         return out.rgb.reshape(h, w, 3), out.opacity.reshape(h, w)
 
-    @torch.no_grad()
-    def render_frames(self, c2w: np.ndarray, landmarks: np.ndarray, background: np.ndarray,
-                      batch_frames: int = 1) -> Iterator[np.ndarray]:
-        """Inference: c2w [T, 4, 4], normalised landmarks [T, 68, 3], background uint8 [H, W, 3] (or one
-        per frame, [T, H, W, 3]) → uint8 [H, W, 3] frames; end windows edge-padded, latent code 0."""
-        self.eval()
-        sequence = torch.as_tensor(np.asarray(landmarks, np.float32).reshape(len(landmarks), -1), device=self.device)
-        cams = torch.as_tensor(np.asarray(c2w, np.float32), device=self.device)
-        check_render_inputs(self, cams, sequence, background)
-        for i in range(len(sequence)):
-            window = condition_windows(sequence, torch.tensor([i], device=self.device), padding="edge")[0]
-            rgb, _ = self.render_image(cams[i], window, frame_background(background, i, self.device))
-            yield (rgb.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+    def render_frame(self, c2w: torch.Tensor, window: torch.Tensor, background: torch.Tensor,
+                     audio: torch.Tensor | None = None) -> torch.Tensor:
+        return self.render_image(c2w, window, background)[0]                    # latent code 0
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -178,7 +99,7 @@ class RadNerfStage(L.LightningModule):
         mse = F.mse_loss(out.rgb, batch["rgb"])
         entropy = opacity_entropy(out.opacity)
         outside = ~batch["in_face"]
-        ambient = out.extras[FieldOutput.AMBIENT.value][outside].mean() if outside.any() else mse.new_zeros(())
+        ambient = out.extras[FieldOutput.AMBIENT][outside].mean() if outside.any() else mse.new_zeros(())
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
         loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient
         n = len(batch["rgb"])
@@ -191,28 +112,11 @@ class RadNerfStage(L.LightningModule):
         return loss
 
     # ---------------------------------------------------------------- validation
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         rgb, _ = self.render_image(batch["c2w"], batch["window"], batch["background"], latent_index=0)
-        target = batch["rgb"]
-        self.log("val/loss", F.mse_loss(rgb, target), batch_size=1)
-        to_image = lambda x: x.permute(2, 0, 1)[None].clamp(0, 1)             # noqa: E731  [1, 3, h, w]
-        self.val_psnr_full.update(to_image(rgb), to_image(target))
-        box = head_box(batch["head_mask"])
-        if box is not None:
-            self.val_psnr.update(to_image(rgb[box]), to_image(target[box]))
-            self.val_ssim.update(to_image(rgb[box]), to_image(target[box]))
-        if batch_idx < self.val_images:
-            save_render(self, rgb, target, int(batch["frame"]))
+        target, head = batch["rgb"], batch["head_mask"]
+        return rgb, {"val/psnr": (rgb, target, head), "val/ssim": (rgb, target, head),
+                     "val/psnr_full": (rgb, target)}
 
-    def on_validation_epoch_end(self) -> None:
-        for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim),
-                             ("val/psnr_full", self.val_psnr_full)):
-            if metric.update_count:
-                self.log(name, metric.compute(), prog_bar=name == "val/psnr")
-            metric.reset()
-
-    def configure_optimizers(self):
-        groups = self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)
-        optimizer = self.optimizer_factory(params=groups)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, exponential_decay(self.lr_decay_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def param_groups(self) -> list[dict]:
+        return self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)

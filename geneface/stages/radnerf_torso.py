@@ -7,63 +7,53 @@ background), plus 1e-4 · binary entropy of α; the frame is C = head_rgb + (1 �
 
 The head (`head_ckpt`, the radnerf stage's best.ckpt) is loaded in `setup`; a missing one stops with
 the command that trains it. It is held outside the module tree (FrozenNets): not optimised, never in
-train mode. Its config and weights are written into this stage's checkpoints (under "torso_head"),
-so `load_stage(torso best.ckpt)` renders whole frames with nothing else on disk.
+train mode. It is carried in this stage's checkpoints (stages/frozen.py), so `load_stage(torso
+best.ckpt)` renders whole frames with nothing else on disk.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from geneface.nerf.condition import condition_windows
+from geneface.nerf.fields import FieldOutput
+from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.rays import image_pixels
 from geneface.nerf.torso import AlphaGrid, TorsoField, composite, normalized_pixels, pose_features, torso_alpha_rgb
 from geneface.stages.frozen import CarriedHead
-from geneface.stages.radnerf import RadNerfStage, exponential_decay, opacity_entropy, save_render
+from geneface.stages.renderer import RendererStage
 
 
-
-class RadNerfTorsoStage(CarriedHead, L.LightningModule):
+class RadNerfTorsoStage(CarriedHead, RendererStage):
     head_stage = "radnerf"
+    draws_torso = True
+    # full frame: the composite, its SSIM, C_tb vs the torso over the plate, the head over the bare plate
+    val_metric_names = ("val/psnr", "val/ssim", "val/psnr_torso", "val/psnr_head_only")
 
     def __init__(self, field: TorsoField, alpha_grid: AlphaGrid, optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, lr_decay_steps: int = 250_000,
                  lambda_entropy: float = 1e-4, alpha_update_interval: int = 16, render_chunk: int = 65536,
                  val_images: int = 4):
-        super().__init__()
-        self.field, self.alpha_grid = field, alpha_grid
-        self.optimizer_factory, self.head_ckpt = optimizer, head_ckpt
-        self.lr, self.grid_lr_scale, self.lr_decay_steps = lr, grid_lr_scale, lr_decay_steps
+        super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
+        self.field, self.alpha_grid, self.head_ckpt = field, alpha_grid, head_ckpt
+        self.grid_lr_scale = grid_lr_scale
         self.lambda_entropy, self.alpha_update_interval = lambda_entropy, alpha_update_interval
-        self.render_chunk, self.val_images = render_chunk, val_images
-        self.register_buffer("image_size", torch.zeros(2, dtype=torch.long))   # height, width (the head's)
-        self._head_config: dict | None = None      # the head run's geneface_config, saved with its weights
         self._plate: torch.Tensor | None = None    # [H, W, 3] float, the training rays' background plate
-        self.val_psnr = PeakSignalNoiseRatio(data_range=1.0)           # full frame, composite
-        self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
-        self.val_psnr_torso = PeakSignalNoiseRatio(data_range=1.0)     # full frame, C_tb vs torso over plate
-        self.val_psnr_head_only = PeakSignalNoiseRatio(data_range=1.0)  # full frame, head over the bare plate
 
     # ---------------------------------------------------------------- the frozen head
     @property
-    def height(self) -> int:
-        return int(self.image_size[0])
+    def window(self) -> int:
+        return self._head().window
 
-    @property
-    def width(self) -> int:
-        return int(self.image_size[1])
-
-    def attach_head(self, head: RadNerfStage, config: dict) -> None:
-        super().attach_head(head, config)
+    def on_head_attached(self, head) -> None:
+        self.intrinsics.copy_(head.intrinsics)
         self.image_size.copy_(head.image_size)
 
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         images = getattr(self.trainer.datamodule, "images", None)
         if images is None or not hasattr(images, "plate"):
             raise RuntimeError("radnerf_torso trains on geneface.data.nerf_datamodule.SpeakerRaysDataModule "
@@ -72,9 +62,6 @@ class RadNerfTorsoStage(CarriedHead, L.LightningModule):
             raise ValueError(f"the head was trained on {self.height}×{self.width} frames but this speaker's are "
                              f"{images.height}×{images.width}: point stage.model.head_ckpt at this speaker's head")
         self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
-
-
-
 
     # ---------------------------------------------------------------- rendering
     def render_torso(self, pixels: torch.Tensor, c2w: torch.Tensor, latent_index: int | torch.Tensor = 0,
@@ -88,7 +75,7 @@ class RadNerfTorsoStage(CarriedHead, L.LightningModule):
     @torch.no_grad()
     def render_image(self, c2w: torch.Tensor, window: torch.Tensor, plate: torch.Tensor,
                      latent_index: int = 0) -> dict[str, torch.Tensor]:
-        """One frame: c2w [4, 4], window [5, 204], plate [H, W, 3] → {"rgb" (the composite),
+        """One frame: c2w [4, 4], window [window, 204], plate [H, W, 3] → {"rgb" (the composite),
         "torso_over_plate", "head_rgb" (premultiplied), "head_opacity"}, each [H, W, (3)]."""
         h, w = self.height, self.width
         c2w, plate = c2w.to(self.device), plate.to(self.device)
@@ -97,19 +84,9 @@ class RadNerfTorsoStage(CarriedHead, L.LightningModule):
         frame, torso_over_plate = composite(head_rgb, head_opacity, alpha.reshape(h, w), rgb.reshape(h, w, 3), plate)
         return {"rgb": frame, "torso_over_plate": torso_over_plate, "head_rgb": head_rgb, "head_opacity": head_opacity}
 
-    @torch.no_grad()
-    def render_frames(self, c2w: np.ndarray, landmarks: np.ndarray, background: np.ndarray,
-                      batch_frames: int = 1) -> Iterator[np.ndarray]:
-        """Inference (FrameRenderer): c2w [T, 4, 4], normalised landmarks [T, 68, 3], the plate uint8
-        [H, W, 3] → uint8 [H, W, 3] frames; head and torso codes 0, windows edge-padded."""
-        self.eval()
-        sequence = torch.as_tensor(np.asarray(landmarks, np.float32).reshape(len(landmarks), -1), device=self.device)
-        plate = torch.as_tensor(np.asarray(background), device=self.device).float() / 255.0
-        cams = torch.as_tensor(np.asarray(c2w, np.float32), device=self.device)
-        for i in range(len(sequence)):
-            window = condition_windows(sequence, torch.tensor([i], device=self.device), padding="edge")[0]
-            frame = self.render_image(cams[i], window, plate)["rgb"]
-            yield (frame.clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+    def render_frame(self, c2w: torch.Tensor, window: torch.Tensor, background: torch.Tensor,
+                     audio: torch.Tensor | None = None) -> torch.Tensor:
+        return self.render_image(c2w, window, background)["rgb"]               # head and torso codes 0
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -117,7 +94,7 @@ class RadNerfTorsoStage(CarriedHead, L.LightningModule):
         if step % self.alpha_update_interval == 0:
             # this step's frame is a random training frame: its pose and code shape the cached α
             pose, latent = pose_features(c2w[None]), self.field.latents[frame][None].detach()
-            self.alpha_grid.update(lambda x: self.field(x, pose, latent)["alpha"])
+            self.alpha_grid.update(lambda x: self.field(x, pose, latent)[FieldOutput.ALPHA])
         head = self._head()
         with torch.no_grad():                   # the frame's own head code, as when the head trained
             out = head.render_rays(c2w, pixels, torch.zeros_like(batch["rgb"]),
@@ -138,30 +115,13 @@ class RadNerfTorsoStage(CarriedHead, L.LightningModule):
         return loss
 
     # ---------------------------------------------------------------- validation
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         out = self.render_image(batch["c2w"], batch["window"], batch["plate"], latent_index=0)
         target, plate = batch["rgb"], batch["plate"]
         head_only = out["head_rgb"] + (1 - out["head_opacity"][..., None]) * plate
-        self.log("val/loss", F.mse_loss(out["rgb"], target), batch_size=1)
-        to_image = lambda x: x.permute(2, 0, 1)[None].clamp(0, 1)             # noqa: E731  [1, 3, H, W]
-        self.val_psnr.update(to_image(out["rgb"]), to_image(target))
-        self.val_ssim.update(to_image(out["rgb"]), to_image(target))
-        self.val_psnr_torso.update(to_image(out["torso_over_plate"]), to_image(batch["background"]))
-        self.val_psnr_head_only.update(to_image(head_only), to_image(target))
-        if batch_idx < self.val_images:
-            save_render(self, out["rgb"], target, int(batch["frame"]))
+        return out["rgb"], {"val/psnr": (out["rgb"], target), "val/ssim": (out["rgb"], target),
+                            "val/psnr_torso": (out["torso_over_plate"], batch["background"]),
+                            "val/psnr_head_only": (head_only, target)}
 
-    def on_validation_epoch_end(self) -> None:
-        for name, metric in (("val/psnr", self.val_psnr), ("val/ssim", self.val_ssim),
-                             ("val/psnr_torso", self.val_psnr_torso), ("val/psnr_head_only", self.val_psnr_head_only)):
-            if metric.update_count:
-                self.log(name, metric.compute(), prog_bar=name == "val/psnr")
-            metric.reset()
-
-    # render | truth PNGs (and W&B/TensorBoard images) exactly as the head stage writes them; it only
-    # uses trainer/global_step/loggers, which every LightningModule has
-
-    def configure_optimizers(self):
-        optimizer = self.optimizer_factory(params=self.field.param_groups(self.lr, self.grid_lr_scale))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, exponential_decay(self.lr_decay_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    def param_groups(self) -> list[dict]:
+        return self.field.param_groups(self.lr, self.grid_lr_scale)

@@ -1,0 +1,71 @@
+"""Image-quality scores shared by the renderer stages' validation and `geneface.evaluate`.
+
+PSNR and SSIM are torchmetrics' (data range 1). Both places score the same regions of a frame: the
+full frame and the bounding box of a label mask (the HEAD pixels of the real frame), so a number in a
+training log and one in an evaluation table mean the same thing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+__all__ = ["mask_box", "as_batch", "image_metric", "ImageMetrics"]
+
+
+def mask_box(mask: Tensor, margin: int = 4) -> tuple[slice, slice] | None:
+    """Bounding box (rows, cols) of a [H, W] bool mask grown by `margin` pixels, or None when empty."""
+    rows, cols = torch.nonzero(mask.any(1)).flatten(), torch.nonzero(mask.any(0)).flatten()
+    if len(rows) == 0:
+        return None
+    h, w = mask.shape
+    return (slice(max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, h)),
+            slice(max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)))
+
+
+def as_batch(image: Tensor) -> Tensor:
+    """[H, W, 3] float in [0, 1] (or uint8) → [1, 3, H, W] float clamped to [0, 1], as torchmetrics wants."""
+    if image.dtype == torch.uint8:
+        image = image.float() / 255
+    return image.permute(2, 0, 1)[None].clamp(0, 1)
+
+
+def image_metric(name: str) -> nn.Module:
+    """The torchmetrics metric a score's name asks for: SSIM when it names ssim, else PSNR."""
+    if "ssim" in name:
+        return StructuralSimilarityIndexMeasure(data_range=1.0)
+    return PeakSignalNoiseRatio(data_range=1.0)
+
+
+class ImageMetrics(nn.Module):
+    """Named PSNR/SSIM accumulators over a sequence of frames; `update(name, pred, target)` takes
+    [H, W, 3] images; `compute()` gives {name: value} for the names that were updated."""
+
+    def __init__(self, names: tuple[str, ...] | list[str]):
+        super().__init__()
+        self.names = tuple(names)
+        # ModuleDict keys cannot hold '.', and '/' reads badly in a state dict: val/psnr → val_psnr
+        self.metrics = nn.ModuleDict({self._key(n): image_metric(n) for n in self.names})
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace("/", "_").replace(".", "_")
+
+    def update(self, name: str, pred: Tensor, target: Tensor) -> None:
+        self.metrics[self._key(name)].update(as_batch(pred), as_batch(target))
+
+    def update_in_box(self, names: tuple[str, ...], pred: Tensor, target: Tensor, mask: Tensor) -> None:
+        """Score `names` on the bounding box of `mask` [H, W] bool; nothing when the mask is empty."""
+        box = mask_box(mask)
+        if box is not None:
+            for name in names:
+                self.update(name, pred[box], target[box])
+
+    def compute(self) -> dict[str, float]:
+        return {n: float(m.compute()) for n, m in ((n, self.metrics[self._key(n)]) for n in self.names)
+                if m.update_count}
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
