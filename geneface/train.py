@@ -14,6 +14,7 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -38,7 +39,7 @@ def _resume_path(cfg: DictConfig) -> str | None:
 def _close_loggers(loggers: list) -> None:
     """Finish W&B runs so that the next job of a sweep (same process) gets a run of its own."""
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
+        if isinstance(logger, WandbLogger):
             import wandb
 
             wandb.finish()

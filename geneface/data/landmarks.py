@@ -45,3 +45,19 @@ def ibug68_from_mediapipe(landmarks478: np.ndarray) -> np.ndarray:
 def mouth_points(landmarks68: np.ndarray) -> np.ndarray:
     """[..., 68, 3] → [..., 20, 3], points 48–67."""
     return landmarks68[..., MOUTH[0] : MOUTH[-1] + 1, :]
+
+
+# The renderers' condition is the idexp landmarks normalised per point and axis by the speaker's own
+# statistics (idexp_lm3d_mean/std.npy). Training and inference both go through these two functions,
+# so a landmark means the same to a renderer whether it came from the video or from audio.
+STD_FLOOR = 1e-6     # a point that never moves (std 0 in a synthetic or frozen clip) stays finite
+
+
+def normalize_idexp(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """idexp [..., 68, 3] → float32 (idexp − mean) / max(std, STD_FLOOR)."""
+    return ((np.asarray(idexp, np.float32) - mean) / np.maximum(std, STD_FLOOR)).astype(np.float32)
+
+
+def denormalize_idexp(normalised: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The inverse of normalize_idexp: [..., 68, 3] → float32 idexp."""
+    return (np.asarray(normalised, np.float32) * np.maximum(std, STD_FLOOR) + mean).astype(np.float32)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from geneface.data import contract
 from geneface.data.frames import SpeakerFrames, arrays
+from geneface.data.landmarks import normalize_idexp
 from geneface.nerf.condition import WINDOW, condition_windows
 
 BACKGROUND_FOR_HEAD = (contract.Label.NECK, contract.Label.TORSO, contract.Label.BACKGROUND)
@@ -76,9 +77,10 @@ class SpeakerImages:
 
 
 def normalized_landmarks(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """[T, 68, 3] idexp → [T, 204] (idexp − mean)/std, the renderers' condition input."""
-    out = (np.asarray(idexp, np.float32) - mean) / np.maximum(std, 1e-6)
-    return torch.from_numpy(out.reshape(len(out), -1).astype(np.float32))
+    """[T, 68, 3] idexp → [T, 204] normalised (geneface.data.landmarks.normalize_idexp), the renderers'
+    condition input."""
+    out = normalize_idexp(idexp, mean, std)
+    return torch.from_numpy(out.reshape(len(out), -1))
 
 
 def _to_float(image: np.ndarray) -> torch.Tensor:

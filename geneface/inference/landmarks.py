@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from geneface.data import contract
+from geneface.data.landmarks import denormalize_idexp, normalize_idexp
 from geneface.process.audio import audio_features, fit_to_frames
 from geneface.process.audio_io import load_audio
 
@@ -45,14 +46,14 @@ def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp
                      smoothing: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
     """Raw idexp [T, 68, 3] → (normalised [T, 68, 3], raw [T, 68, 3]) after the per-region clamp and
     the causal EMA lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream)."""
-    normalised = (idexp - mean) / std
+    normalised = normalize_idexp(idexp, mean, std)
     for start, stop, factors in CLAMP_REGIONS:
         limit = clamp_std * np.asarray(factors, dtype=np.float32)
         normalised[:, start:stop] = np.clip(normalised[:, start:stop], -limit, limit)
     for t in range(1, len(normalised)):
         normalised[t] = smoothing * normalised[t - 1] + (1.0 - smoothing) * normalised[t]
     normalised = normalised.astype(np.float32)
-    return normalised, (normalised * std + mean).astype(np.float32)
+    return normalised, denormalize_idexp(normalised, mean, std)
 
 
 @torch.no_grad()

@@ -10,24 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from geneface.nerf.mlp import mlp
+
 LANDMARK_DIM = 204      # 68 normalised idexp points × 3
 WINDOW = 5              # default frames per condition window, centred (offsets −2 … +2); a config's
                         # condition.window sets it for a renderer, its data and its inference
-
-
-def _mlp(dims: list[int], slope: float = 0.02, last_activation: bool = False) -> nn.Sequential:
-    """Layers initialised to keep the signal's variance (He init for the leaky ReLU): PyTorch's default
-    shrinks it ~√3× a layer, so after six layers two frames' conditions would differ by a few percent
-    of their inputs' difference and the renderer would start blind to the landmarks."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layer = nn.Linear(a, b)
-        nn.init.kaiming_normal_(layer.weight, a=slope, nonlinearity="leaky_relu")
-        nn.init.zeros_(layer.bias)
-        layers.append(layer)
-        if i < len(dims) - 2 or last_activation:
-            layers.append(nn.LeakyReLU(slope))
-    return nn.Sequential(*layers)
 
 
 class LandmarkEncoder(nn.Module):
@@ -36,7 +23,7 @@ class LandmarkEncoder(nn.Module):
     def __init__(self, in_dim: int = LANDMARK_DIM, out_dim: int = 64):
         super().__init__()
         self.out_dim = out_dim
-        self.net = _mlp([in_dim, 32, 32, 64, 64, 64, out_dim])
+        self.net = mlp([in_dim, 32, 32, 64, 64, 64, out_dim], "leaky_relu", 0.02, he_init="all")
 
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
         return self.net(landmarks)

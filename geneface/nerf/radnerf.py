@@ -13,6 +13,7 @@ from torch import nn
 from geneface.nerf.condition import LandmarkCondition
 from geneface.nerf.encodings import GridEncoding, SHEncoding
 from geneface.nerf.fields import FieldOutput
+from geneface.nerf.mlp import layer_dims, mlp
 
 
 class _TruncExp(torch.autograd.Function):
@@ -33,22 +34,6 @@ def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x.float())
 
 
-def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, bias: bool = True,
-        he_init: bool = False) -> nn.Sequential:
-    """he_init keeps the signal's variance through the ReLUs (see condition._mlp): the ambient branch
-    needs it, or its 2D coordinate starts collapsed at the origin for every condition."""
-    dims = [in_dim] + [hidden] * (layers - 1) + [out_dim]
-    modules: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-        layer = nn.Linear(a, b, bias=bias)
-        if he_init:
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu" if i < len(dims) - 2 else "linear")
-        modules.append(layer)
-        if i < len(dims) - 2:
-            modules.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*modules)
-
-
 class RadNerfField(nn.Module):
     """Density and colour at normalised positions in [−1, 1]³, given a per-frame condition."""
 
@@ -60,11 +45,12 @@ class RadNerfField(nn.Module):
         self.condition = condition
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
-        self.ambient_net = mlp(position_encoding.output_dim + condition.out_dim, 2, hidden, ambient_layers,
-                               bias=False, he_init=True)
-        self.sigma_net = mlp(position_encoding.output_dim + ambient_encoding.output_dim, 1 + geo_dim, hidden,
-                             sigma_layers)
-        self.color_net = mlp(direction_encoding.output_dim + geo_dim + latent_dim, 3, hidden, color_layers)
+        # He init on the ambient branch, or its 2D coordinate starts collapsed for every condition
+        self.ambient_net = mlp(layer_dims(position_encoding.output_dim + condition.out_dim, 2, hidden, ambient_layers),
+                               bias=False, he_init="hidden")
+        self.sigma_net = mlp(layer_dims(position_encoding.output_dim + ambient_encoding.output_dim, 1 + geo_dim,
+                                        hidden, sigma_layers))
+        self.color_net = mlp(layer_dims(direction_encoding.output_dim + geo_dim + latent_dim, 3, hidden, color_layers))
         # per-training-frame appearance codes; index 0 at test time (the original's)
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 

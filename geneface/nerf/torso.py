@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from geneface.nerf.encodings import FrequencyEncoding, GridEncoding
 from geneface.nerf.fields import FieldOutput
-from geneface.nerf.radnerf import mlp
+from geneface.nerf.mlp import layer_dims, mlp
 
 
 def normalized_pixels(pixels: Tensor, height: int, width: int) -> Tensor:
@@ -58,8 +58,8 @@ class TorsoField(nn.Module):
         self.pose_encoding = FrequencyEncoding(6, pose_frequencies)               # 6·(1+2·4) = 54
         self.grid_encoding = grid_encoding                                        # 16 × 2 = 32
         self.condition_dim = self.position_encoding.output_dim + self.pose_encoding.output_dim + latent_dim
-        self.deform_net = mlp(self.condition_dim, 2, deform_hidden, deform_layers)            # 104 → Δxy
-        self.canonical_net = mlp(grid_encoding.output_dim + self.condition_dim, 4, hidden, layers)  # → α, rgb
+        self.deform_net = mlp(layer_dims(self.condition_dim, 2, deform_hidden, deform_layers))        # 104 → Δxy
+        self.canonical_net = mlp(layer_dims(grid_encoding.output_dim + self.condition_dim, 4, hidden, layers))  # → α, rgb
         # per-training-frame codes (appearance drift, shirt folds); index 0 at test, as the reference
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 

@@ -1,0 +1,46 @@
+"""The one MLP builder of the NeRF fields and the landmark condition."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+
+def layer_dims(in_dim: int, out_dim: int, hidden: int, layers: int) -> list[int]:
+    """`layers` linear layers of width `hidden` from in_dim to out_dim: [in, hidden, …, hidden, out]."""
+    return [in_dim] + [hidden] * (layers - 1) + [out_dim]
+
+
+def mlp(dims: Sequence[int], activation: str = "relu", negative_slope: float = 0.02, bias: bool = True,
+        he_init: str | None = None, last_activation: bool = False) -> nn.Sequential:
+    """Linear layers through `dims`, `activation` ("relu" or "leaky_relu") between them (and after
+    the last one with `last_activation`).
+
+    he_init keeps the signal's variance through the layers (He et al. 2015, normal, zero biases):
+    PyTorch's default shrinks it ~√3× a layer, so a deep branch would start blind to its input (two
+    frames' conditions differing by a few percent of their inputs' difference; RAD-NeRF's ambient
+    coordinate collapsed at the origin for every condition). "hidden": the last layer gets gain 1 (a
+    linear output); "all": it gets the activation's gain too, as if another such layer followed (the
+    landmark encoder, whose features feed the attention smoother and the ambient branch). None:
+    PyTorch's default initialisation.
+    """
+    if activation not in ("relu", "leaky_relu"):
+        raise ValueError(f"activation must be 'relu' or 'leaky_relu', got {activation!r}")
+    if he_init not in (None, "hidden", "all"):
+        raise ValueError(f"he_init must be None, 'hidden' or 'all', got {he_init!r}")
+    slope = negative_slope if activation == "leaky_relu" else 0.0
+    modules: list[nn.Module] = []
+    count = len(dims) - 1
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        layer = nn.Linear(a, b, bias=bias)
+        last = i == count - 1
+        if he_init is not None:
+            gain = "linear" if last and he_init == "hidden" else activation
+            nn.init.kaiming_normal_(layer.weight, a=slope, nonlinearity=gain)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        modules.append(layer)
+        if not last or last_activation:
+            modules.append(nn.ReLU(inplace=True) if activation == "relu" else nn.LeakyReLU(negative_slope))
+    return nn.Sequential(*modules)
