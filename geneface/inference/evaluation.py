@@ -3,7 +3,7 @@
 Two rows are measured against the real val frames: *reconstruction* (the renderer driven by the real
 val landmarks: the renderer's own quality) and *audio-driven* (the whole chain from the val audio:
 postnet landmarks, then the renderer). A third row scores the real frames themselves as a reference.
-Metric definitions: ../shared/design/anchors.md.
+Metric definitions: docs/evaluation.md.
 
 - PSNR / SSIM (torchmetrics, data range 1): on the bounding box of the pixels labelled HEAD in the
   real frame, and on the full frame; accumulated over the sequence as the renderer stages validate.
