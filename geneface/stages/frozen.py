@@ -77,35 +77,3 @@ class FrozenNets:
 
         for name, stored in checkpoint.get(CARRIED_KEY, {}).items():
             self.carry(name, load_stage(stored), stored["geneface_config"])
-
-
-class CarriedHead(FrozenNets):
-    """Mixin for the torso stages: the frozen head stage, loaded from `self.head_ckpt` at set-up and
-    carried in every checkpoint, so a torso checkpoint alone renders whole frames. `head_stage` names
-    the head's stage in error messages."""
-
-    head_stage = "radnerf"
-
-    @property
-    def head(self):
-        return self.frozen.get("head")
-
-    def setup(self, stage: str) -> None:
-        if self.head is None:
-            if self.head_ckpt is None:
-                raise ValueError("this torso stage needs a trained head: set stage.model.head_ckpt")
-            hint = f"\n(the torso is trained under a trained head: train stage={self.head_stage} first)"
-            self.carry_upstream("head", self.head_ckpt, hint)
-
-    def carry(self, name: str, stage: nn.Module, config: dict) -> None:
-        super().carry(name, stage, config)
-        if name == "head":
-            self.on_head_attached(stage)
-
-    def on_head_attached(self, head) -> None:
-        """Override to take what the torso needs from its head (the camera)."""
-
-    def _head(self):
-        if self.head is None:
-            raise RuntimeError("no head attached: load the module with geneface.utils.checkpoints.load_stage")
-        return self.frozen_on("head", self.device)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,14 +25,12 @@ from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput
 from geneface.nerf.sampling import render_hierarchical
 from geneface.nerf.torso import pose_features
-from geneface.stages.frozen import CarriedHead
-from geneface.stages.renderer import RendererStage
+from geneface.stages.renderer import TorsoStage
 
 
-class NerfTorsoStage(CarriedHead, RendererStage):
+class NerfTorsoStage(TorsoStage):
     head_stage = "nerf"
     needs_audio = True
-    draws_torso = True
     val_metric_names = ("val/psnr", "val/ssim")     # full frame
 
     def __init__(self, torso: TorsoNerf, aabb: list[float], optimizer: Callable, head_ckpt: str | None = None,
@@ -46,21 +43,9 @@ class NerfTorsoStage(CarriedHead, RendererStage):
         self.register_buffer("canonical_c2w", torch.zeros(4, 4))                # set from the first train frame
         self.coarse_samples, self.fine_samples = coarse_samples, fine_samples
         self.infer_coarse_samples, self.infer_fine_samples = infer_coarse_samples, infer_fine_samples
-        self._plate: torch.Tensor | None = None    # [H, W, 3] float
-
-    # ---------------------------------------------------------------- the frozen head
-    @property
-    def window(self) -> int:
-        return self._head().window
-
-    def on_head_attached(self, head) -> None:
-        self.intrinsics.copy_(head.intrinsics)
-        self.image_size.copy_(head.image_size)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        images = self.trainer.datamodule.images
-        self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
         if not self.canonical_c2w.any():       # a fresh run: the canonical camera is the first train frame's
             self.canonical_c2w.copy_(self.trainer.datamodule.train_cameras()["c2w"][0])
 
@@ -112,7 +97,7 @@ class NerfTorsoStage(CarriedHead, RendererStage):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         pixels, c2w = batch["pixels"], batch["c2w"]
-        head = self.head_rgb(c2w, pixels, self._plate[pixels[:, 0], pixels[:, 1]], batch["window"])
+        head = self.head_rgb(c2w, pixels, self.plate[pixels[:, 0], pixels[:, 1]], batch["window"])
         coarse, fine = self.render_torso(pixels, c2w, batch["audio"], head, perturb=True)
         mse_fine, mse_coarse = F.mse_loss(fine.rgb, batch["rgb"]), F.mse_loss(coarse.rgb, batch["rgb"])
         loss = mse_fine + mse_coarse

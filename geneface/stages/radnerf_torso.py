@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,13 +22,11 @@ from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.rays import image_pixels
 from geneface.nerf.torso import AlphaGrid, TorsoField, composite, normalized_pixels, pose_features, torso_alpha_rgb
-from geneface.stages.frozen import CarriedHead
-from geneface.stages.renderer import RendererStage
+from geneface.stages.renderer import TorsoStage
 
 
-class RadNerfTorsoStage(CarriedHead, RendererStage):
+class RadNerfTorsoStage(TorsoStage):
     head_stage = "radnerf"
-    draws_torso = True
     # full frame: the composite, its SSIM, C_tb vs the torso over the plate, the head over the bare plate
     val_metric_names = ("val/psnr", "val/ssim", "val/psnr_torso", "val/psnr_head_only")
 
@@ -41,27 +38,6 @@ class RadNerfTorsoStage(CarriedHead, RendererStage):
         self.field, self.alpha_grid, self.head_ckpt = field, alpha_grid, head_ckpt
         self.grid_lr_scale = grid_lr_scale
         self.lambda_entropy, self.alpha_update_interval = lambda_entropy, alpha_update_interval
-        self._plate: torch.Tensor | None = None    # [H, W, 3] float, the training rays' background plate
-
-    # ---------------------------------------------------------------- the frozen head
-    @property
-    def window(self) -> int:
-        return self._head().window
-
-    def on_head_attached(self, head) -> None:
-        self.intrinsics.copy_(head.intrinsics)
-        self.image_size.copy_(head.image_size)
-
-    def on_fit_start(self) -> None:
-        super().on_fit_start()
-        images = getattr(self.trainer.datamodule, "images", None)
-        if images is None or not hasattr(images, "plate"):
-            raise RuntimeError("radnerf_torso trains on geneface.data.nerf_datamodule.SpeakerRaysDataModule "
-                               "(it reads the speaker's background plate from datamodule.images)")
-        if (images.height, images.width) != (self.height, self.width):
-            raise ValueError(f"the head was trained on {self.height}×{self.width} frames but this speaker's are "
-                             f"{images.height}×{images.width}: point stage.model.head_ckpt at this speaker's head")
-        self._plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
 
     # ---------------------------------------------------------------- rendering
     def render_torso(self, pixels: torch.Tensor, c2w: torch.Tensor, latent_index: int | torch.Tensor = 0,
@@ -100,7 +76,7 @@ class RadNerfTorsoStage(CarriedHead, RendererStage):
             out = head.render_rays(c2w, pixels, torch.zeros_like(batch["rgb"]),
                                    head.condition(batch["window"][None]), head.field.latents[frame][None])
         alpha, rgb = self.render_torso(pixels, c2w, frame)
-        plate = self._plate[pixels[:, 0], pixels[:, 1]]                        # [N, 3]
+        plate = self.plate[pixels[:, 0], pixels[:, 1]]                        # [N, 3]
         frame_rgb, torso_over_plate = composite(out.rgb.float(), out.opacity.float(), alpha, rgb, plate)
         mse = F.mse_loss(torso_over_plate, batch["background"])
         entropy = opacity_entropy(alpha)

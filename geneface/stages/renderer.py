@@ -29,6 +29,7 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
 from geneface.metrics.image import ImageMetrics
 from geneface.nerf.condition import condition_windows
+from geneface.stages.frozen import FrozenNets
 
 
 def exponential_decay(decay_steps: int) -> Callable[[int], float]:
@@ -177,3 +178,50 @@ class RendererStage(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.param_groups())
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, exponential_decay(self.lr_decay_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class TorsoStage(FrozenNets, RendererStage):
+    """Base of the torso stages: a frozen head stage (`self.head_ckpt`, loaded at set-up) is carried in
+    every checkpoint, so a torso checkpoint alone renders whole frames. The torso renders at the head's
+    camera and condition window, and trains over the speaker's background plate."""
+
+    draws_torso = True
+    head_stage: ClassVar[str] = "radnerf"     # the head's stage, named in error messages
+    plate: torch.Tensor | None = None         # [H, W, 3] float, the speaker's background plate (fit only)
+
+    @property
+    def head(self):
+        return self.frozen.get("head")
+
+    @property
+    def window(self) -> int:
+        return self._head().window
+
+    def setup(self, stage: str) -> None:
+        if self.head is None:
+            if self.head_ckpt is None:
+                raise ValueError("this torso stage needs a trained head: set stage.model.head_ckpt")
+            hint = f"\n(the torso is trained under a trained head: train stage={self.head_stage} first)"
+            self.carry_upstream("head", self.head_ckpt, hint)
+
+    def carry(self, name: str, stage, config: dict) -> None:
+        super().carry(name, stage, config)
+        if name == "head":                       # the torso renders at its head's camera
+            self.intrinsics.copy_(stage.intrinsics)
+            self.image_size.copy_(stage.image_size)
+
+    def _head(self):
+        if self.head is None:
+            raise RuntimeError("no head attached: load the module with geneface.utils.checkpoints.load_stage")
+        return self.frozen_on("head", self.device)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        images = getattr(self.trainer.datamodule, "images", None)
+        if images is None or not hasattr(images, "plate"):
+            raise RuntimeError(f"{type(self).__name__} trains on geneface.data.nerf_datamodule.SpeakerRaysDataModule "
+                               "(it reads the speaker's background plate from datamodule.images)")
+        if (images.height, images.width) != (self.height, self.width):
+            raise ValueError(f"the head was trained on {self.height}×{self.width} frames but this speaker's are "
+                             f"{images.height}×{images.width}: point stage.model.head_ckpt at this speaker's head")
+        self.plate = torch.from_numpy(np.ascontiguousarray(images.plate)).float().div(255.0).to(self.device)
