@@ -213,7 +213,7 @@ def _validate_speaker(root: Path, meta: dict) -> ValidationReport:
         raise DatasetError(
             wav, f"audio has {info.frames} samples but the video has {num_frames} frames; expected exactly "
                  f"{contract.SAMPLES_PER_FRAME} per frame ({expected_samples})",
-            "cut or pad the audio to T·640 samples (geneface.process.audio.fit_to_frames) "
+            "cut or pad the audio to T·640 samples (geneface.media.features.fit_to_frames) "
             "and re-run processing")
 
     # frames/ and labels/: exactly T files named 000000.jpg … / 000000.png.
@@ -302,7 +302,7 @@ def _check_array(path: Path, spec: contract.ArraySpec, array: np.ndarray, symbol
                               f"frames; expected exactly {contract.FEATURES_PER_FRAME} per video frame "
                               f"(2T = {e})",
                         "re-extract the audio features for exactly T video frames "
-                        "(geneface.process.audio.audio_features(wave, T)), then re-run processing")
+                        "(geneface.media.features.audio_features(wave, T)), then re-run processing")
         if ok:
             for e, f in zip(expected, found):
                 if isinstance(e, str):

@@ -36,8 +36,8 @@ from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
 from geneface.metrics.sync import sync_score
-from geneface.process.landmarks import FaceMeshDetector
-from geneface.process.pose import fit_head_pose
+from geneface.media.face_mesh import FaceMeshDetector
+from geneface.processing.pose import fit_head_pose
 from geneface.stages.radnerf import head_box
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from geneface.data import contract
-from geneface.process.audio import audio_features, fit_to_frames
-from geneface.process.audio_io import load_audio
+from geneface.media.features import audio_features, fit_to_frames
+from geneface.media.audio import load_audio
 
 # (first point, last point + 1, clamp factor for x, y, z) — reference §9: jaw, nose and mouth ±s,
 # brows and eyes ±s/2 in x and y (they barely move) and ±s in z.

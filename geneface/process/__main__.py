@@ -10,8 +10,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from geneface.process.errors import ProcessingError
-from geneface.process.speaker import process_speaker
+from geneface.media.errors import ProcessingError
+from geneface.processing.speaker import process_speaker
 
 log = logging.getLogger("geneface.process")
 
