@@ -15,15 +15,12 @@ from torch.utils.data import Dataset
 
 from geneface.data import contract
 from geneface.data.speaker import frame_name, read_meta
+from geneface.media.images import read_rgb
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        root = path.parent if path.name == contract.SPEAKER_BACKGROUND else path.parent.parent
-        raise FileNotFoundError(f"cannot read image {path} (missing or corrupt); check the dataset with "
-                                f"`python -m geneface.data.check {root}`")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    root = path.parent if path.name == contract.SPEAKER_BACKGROUND else path.parent.parent
+    return read_rgb(path, hint=f"check the dataset with `python -m geneface.data.check {root}`")
 
 
 class SpeakerFrames(Dataset):

@@ -30,6 +30,7 @@ from geneface.data.speaker import frame_name, write_speaker_dataset
 from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.audio import load_audio
 from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, VideoTooShortError
+from geneface.media.images import read_rgb
 from geneface.media.video import VideoInfo, iter_frames, probe_video
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
                           info.width, info.height)
     background = cv2.cvtColor(cv2.imread(str(work / "background.png")), cv2.COLOR_BGR2RGB)
     report_dir = work / "report"
-    write_report(report_dir, frame_fn=lambda i: _read_rgb(work / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
+    write_report(report_dir, frame_fn=lambda i: read_rgb(work / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
                  labels_fn=lambda i: cv2.imread(str(work / contract.SPEAKER_LABELS_DIR / frame_name(i, "png")),
                                                 cv2.IMREAD_UNCHANGED),
                  landmarks68=lm68, head_R=pose["head_R"], head_t=pose["head_t"], focal=float(pose["focal"]),
@@ -220,6 +221,3 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
                           images_from=work, extra_dirs=[report_dir], background=background,
                           focal=float(pose["focal"]), extra_meta=extra, jpeg_quality=cfg.jpeg_quality)
 
-
-def _read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
