@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from geneface.data.corpus import clip_path, finalize_corpus, write_clip
 from geneface.data.landmarks import NUM_MEDIAPIPE
-from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.audio import load_audio
 from geneface.media.errors import NoAudioError, NoFaceError, ProcessingError
+from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.video import iter_frames, probe_video
 from geneface.utils.io import save_text
 

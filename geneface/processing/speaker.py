@@ -27,9 +27,9 @@ from geneface.data import contract
 from geneface.data.boxes import face_rect, lip_rect
 from geneface.data.landmarks import NUM_MEDIAPIPE, ibug68_from_mediapipe
 from geneface.data.speaker import frame_name, write_speaker_dataset
-from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.audio import load_audio
 from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, VideoTooShortError
+from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.images import read_rgb
 from geneface.media.video import VideoInfo, iter_frames, probe_video
 
@@ -129,8 +129,8 @@ def _check_input(info: VideoInfo, cfg: SpeakerProcessConfig) -> None:
 
 def _frames_pass(info: VideoInfo, work: Path, cfg: SpeakerProcessConfig) -> int:
     """Decode once; per frame: landmarks, person mask, labels, JPEG; feed the background plate."""
-    from geneface.processing.background import BackgroundEstimator
     from geneface.media.face_mesh import FaceMeshDetector
+    from geneface.processing.background import BackgroundEstimator
     from geneface.processing.segmentation import PersonSegmenter, label_frame
 
     for sub in (contract.SPEAKER_FRAMES_DIR, contract.SPEAKER_LABELS_DIR):

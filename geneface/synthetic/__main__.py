@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import hydra
+import numpy as np
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
 from geneface.data.contract import FPS
+from geneface.media.audio import write_wav
 from geneface.synthetic import write_synthetic_corpus, write_synthetic_speaker
 from geneface.synthetic.audio import random_voice, speech_like_audio
-from geneface.media.audio import write_wav
 
 
 def write_driving_audio(path: Path, seconds: float, seed: int) -> Path:
