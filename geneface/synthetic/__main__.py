@@ -8,23 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import numpy as np
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from geneface.data.contract import FPS
-from geneface.media.audio import write_wav
 from geneface.synthetic import write_synthetic_corpus, write_synthetic_speaker
-from geneface.synthetic.audio import random_voice, speech_like_audio
-
-
-def write_driving_audio(path: Path, seconds: float, seed: int) -> Path:
-    """A speech-like wav in a voice the synthetic speaker never had (a cross-driven test)."""
-    rng = np.random.default_rng(seed + 7919)
-    wave, _ = speech_like_audio(rng, int(round(seconds * FPS)), random_voice(rng))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(path, 0.5 * wave)
-    return path
+from geneface.synthetic.audio import write_driving_audio
 
 
 def generate(cfg: DictConfig) -> dict[str, Path]:
