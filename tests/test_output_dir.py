@@ -35,9 +35,11 @@ def test_only_output_dir_set_processing_lands_where_radnerf_reads(tmp_path, monk
 
     # training, as `python -m geneface.train stage=radnerf speaker=May_5s debug=fdr`, with the speaker
     # config processing wrote (its root is ${paths.data_dir}/May_5s)
+    tiny = ["stage.data.num_rays=512", "stage.data.val_frames=1", "stage.model.num_samples=4",   # 3 s, not 2 min
+            "stage.model.occupancy.resolution=16", "stage.model.field.hidden=16", "stage.model.field.geo_dim=16",
+            "stage.model.field.position_encoding.num_levels=2", "stage.model.field.ambient_encoding.num_levels=2"]
     cfg = compose_train(["stage=radnerf", "speaker=May_5s", f"hydra.searchpath=[file://{configs}]",
-                         "trainer=cpu", "debug=fdr", "logger=csv", "stage.data.num_rays=512",
-                         "stage.data.val_frames=1", "stage.model.num_samples=16"], tmp_path / "run")
+                         "trainer=cpu", "debug=fdr", "logger=csv", *tiny], tmp_path / "run")
     assert Path(cfg.speaker.root) == dataset and Path(cfg.stage.data.root) == dataset
     assert Path(cfg.paths.stage_dir) == out / "May_5s" / "radnerf"
     train(cfg)
