@@ -33,7 +33,7 @@ test-fast: ## the quick tests only (no slow ones)
 	$(PY) -m pytest -q -m "not slow" $(args)
 
 data: .venv/.installed ## write the synthetic speaker `demo`, the synthetic corpus and a driving wav under outputs/data/
-	$(PY) -m geneface.data.synthetic $(data_args)
+	$(PY) -m geneface.synthetic $(data_args)
 
 demo: data ## set-up if needed, then the whole pipeline on synthetic data, CPU-sized: every stage → an mp4
 	$(PY) -m geneface.train experiment=syncnet_cpu $(args)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import render_video, renderer_stage
-from geneface.process.audio_io import write_wav
+from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 from geneface.utils.io import save_npy
 

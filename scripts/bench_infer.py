@@ -29,7 +29,7 @@ from geneface.inference.camera_path import driving_cameras  # noqa: E402
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp  # noqa: E402
 from geneface.inference.renderer import load_renderer  # noqa: E402
 from geneface.utils.checkpoints import load_stage, upstream_checkpoint  # noqa: E402
-from geneface.utils.mp4 import write_mp4  # noqa: E402
+from geneface.media.mp4 import write_mp4  # noqa: E402
 from geneface.utils.timing import timed  # noqa: E402
 
 

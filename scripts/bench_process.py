@@ -21,7 +21,7 @@ DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "speakers" / "cnn2.mp4"
 
 RUNNER = """
 import json, resource, sys, time
-from geneface.process.speaker import SpeakerProcessConfig, process_speaker
+from geneface.processing.speaker import SpeakerProcessConfig, process_speaker
 cfg = SpeakerProcessConfig(progress=False, min_seconds=1.0)
 t0 = time.perf_counter()
 out = process_speaker(sys.argv[1], "bench", sys.argv[2], cfg)

@@ -110,7 +110,7 @@ def make_clip_arrays():
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory) -> Path:
     """The default synthetic corpus (8 speakers × 12 clips), written once per test session."""
-    from geneface.data.synthetic import write_synthetic_corpus
+    from geneface.synthetic import write_synthetic_corpus
 
     return write_synthetic_corpus(tmp_path_factory.mktemp("data"), progress=False)
 

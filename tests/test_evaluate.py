@@ -23,7 +23,7 @@ MAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "speakers" / "Ma
 @pytest.fixture(scope="module")
 def output_dir(tmp_path_factory) -> Path:
     """<tmp>/data/demo: a 4 s synthetic speaker at 128² (90 train, 10 val frames)."""
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     out = tmp_path_factory.mktemp("evaluate")
     write_synthetic_speaker(out / "data", seconds=4, size=128, progress=False)
@@ -139,7 +139,7 @@ def test_metrics_on_real_frames():
         pytest.skip(f"{MAY} not present (see ../shared/data/MANIFEST.tsv)")
     from geneface.inference.landmarks import load_driving_audio
     from geneface.metrics.lmd import landmark_distance
-    from geneface.process.video import iter_frames
+    from geneface.media.video import iter_frames
 
     real = list(iter_frames(MAY, max_frames=20))
     height, width = real[0].shape[:2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geneface.process.hubert import hubert_features, load_hubert
+from geneface.media.hubert import hubert_features, load_hubert
 
 
 @pytest.fixture(scope="module")

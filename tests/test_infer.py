@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
-from geneface.process.video import ffmpeg_exe
+from geneface.media.ffmpeg import ffmpeg_exe
 
 
 @pytest.mark.parametrize("fmt,rate,channels", [("wav", 44100, 2), ("mp3", 22050, 1), ("m4a", 48000, 2)])

@@ -1,6 +1,6 @@
-"""Face mesh landmarks and the head-pose / focal / idexp fit (geneface.process.landmarks, .pose).
+"""Face mesh landmarks and the head-pose / focal / idexp fit (geneface.media.face_mesh, .pose).
 
-Synthetic tests have a known answer: the parametric head of geneface.data.synthetic.head, projected
+Synthetic tests have a known answer: the parametric head of geneface.synthetic.head, projected
 with a known focal and poses, 0.3 px noise, and MediaPipe-like z (depth about the mesh's centroid at
 the face's x scale). `realdata` tests read ../shared/data and skip without it.
 """
@@ -15,8 +15,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
-from geneface.data.synthetic import head as synth
-from geneface.process import pose
+from geneface.data import face_shape
+from geneface.synthetic import head as synth
+from geneface.processing import pose
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZE = 512
@@ -27,10 +28,10 @@ def synthetic_track(seed: int = 0, num_frames: int = 150, degrees=(8.0, 20.0, 4.
     """→ landmarks478 [T, 478, 3] px, true R [T, 3, 3], t [T, 3], camera, mouth opening [T].
     cut_at: a jump cut there (the head turns 12° and shifts by 0.8 eye spans)."""
     rng = np.random.default_rng(seed)
-    shape = synth.random_face_shape(rng)
+    shape = face_shape.random_face_shape(rng)
     time = np.arange(num_frames) / 25.0
     opening = np.clip(0.5 + 0.5 * np.sin(2 * np.pi * 1.3 * time) + 0.1 * rng.normal(size=num_frames), 0, 1)
-    points = synth.landmarks478(shape, synth.landmarks68(shape, opening))          # [T, 478, 3] head frame
+    points = synth.landmarks478(shape, face_shape.landmarks68(shape, opening))          # [T, 478, 3] head frame
     R, t = synth.head_motion(rng, num_frames, degrees=degrees)
     if cut_at is not None:
         R[cut_at:] = Rotation.from_euler("y", 12, degrees=True).as_matrix() @ R[cut_at:]
@@ -177,7 +178,7 @@ def _video_frames(path: Path, limit: int | None = None):
 
 
 def _process(path: Path):
-    from geneface.process.landmarks import detect_frames
+    from geneface.media.face_mesh import detect_frames
 
     frames = list(_video_frames(path))
     height, width = frames[0].shape[:2]
@@ -202,7 +203,7 @@ def test_may_landmarks_and_pose_accuracy_and_determinism():
 
 @pytest.mark.realdata
 def test_still_images_have_a_face():
-    from geneface.process.landmarks import detect_images
+    from geneface.media.face_mesh import detect_images
 
     images = sorted(p for p in _needs(DATA / "images").iterdir() if p.suffix.lower() in (".jpg", ".png"))
     assert images, "no still images"
@@ -215,7 +216,7 @@ def test_still_images_have_a_face():
 def test_largest_of_several_faces_with_one_warning():
     import cv2
 
-    from geneface.process.landmarks import FaceMeshDetector
+    from geneface.media.face_mesh import FaceMeshDetector
 
     rgb = next(_video_frames(_needs(DATA / "speakers" / "May_5s.mp4")))
     small = cv2.resize(rgb, (rgb.shape[1] // 2, rgb.shape[0] // 2), interpolation=cv2.INTER_AREA)

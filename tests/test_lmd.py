@@ -48,7 +48,7 @@ def test_frames_without_a_face_are_left_out():
 def test_real_clip():
     if not MAY.is_file():
         pytest.skip(f"{MAY} not present (see ../shared/data/MANIFEST.tsv)")
-    from geneface.process.video import iter_frames
+    from geneface.media.video import iter_frames
 
     frames = list(iter_frames(MAY, max_frames=40))[::4]             # 10 frames over 1.6 s: the mouth moves
     same = lmd_from_frames(frames, frames)

@@ -1,4 +1,4 @@
-"""The shared mp4 writer (geneface.utils.mp4) and the driving camera path (geneface.inference.camera_path)."""
+"""The shared mp4 writer (geneface.media.mp4) and the driving camera path (geneface.inference.camera_path)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from geneface.inference.camera_path import driving_cameras, loop_indices, smooth_camera_path
-from geneface.process.audio_io import write_wav
-from geneface.process.video import iter_frames, probe_video
-from geneface.utils.mp4 import write_mp4
+from geneface.media.audio import write_wav
+from geneface.media.video import iter_frames, probe_video
+from geneface.media.mp4 import write_mp4
 
 T = 12
 
@@ -26,7 +26,7 @@ def _duration(path) -> float:
     import re
     import subprocess
 
-    from geneface.process.video import ffmpeg_exe
+    from geneface.media.ffmpeg import ffmpeg_exe
 
     header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
     h, m, s = re.search(r"Duration: (\d+):(\d+):([\d.]+)", header).groups()

@@ -69,7 +69,7 @@ def test_smoother_switches_on_after_the_configured_step_with_its_own_lr():
 
 @pytest.fixture(scope="module")
 def speaker(tmp_path_factory):
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     tmp = tmp_path_factory.mktemp("nerf")
     return tmp, write_synthetic_speaker(tmp / "data", seconds=8, size=64, progress=False)

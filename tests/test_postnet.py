@@ -133,7 +133,7 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
     """Small SyncNet and VAE on the synthetic corpus, then the postnet on a synthetic speaker: the
     picker's selected step has both discriminator confidences within 0.1 of 0.5, and selected.ckpt
     alone predicts once the upstream checkpoints are gone."""
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     t0 = time.time()
     speaker = write_synthetic_speaker(tmp_path / "data", seconds=20, size=32, progress=False)
@@ -193,7 +193,7 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
     from hydra.core.global_hydra import GlobalHydra
 
     from geneface.infer import infer
-    from geneface.process.audio_io import write_wav
+    from geneface.media.audio import write_wav
     from hydra_utils import CONFIG_DIR
 
     wav = tmp_path / "speech.wav"

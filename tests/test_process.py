@@ -15,10 +15,10 @@ import pytest
 from geneface.data import contract
 from geneface.data.corpus import read_index
 from geneface.data.validate import validate
-from geneface.process.corpus import process_corpus
-from geneface.process.errors import FaceTooSmallError, NoAudioError, NoFaceError, NotAVideoError, VideoTooShortError
-from geneface.process.speaker import SpeakerProcessConfig, process_speaker
-from geneface.process.video import ffmpeg_exe
+from geneface.processing.corpus import process_corpus
+from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, NotAVideoError, VideoTooShortError
+from geneface.processing.speaker import SpeakerProcessConfig, process_speaker
+from geneface.media.ffmpeg import ffmpeg_exe
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

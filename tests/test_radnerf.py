@@ -65,7 +65,7 @@ def test_field_outputs_and_reference_learning_rate_groups():
 
 def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
     from geneface.data.contract import Label
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
     images = SpeakerImages(root)
@@ -93,7 +93,7 @@ def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
     """The synthetic speaker (128², 12 s) and experiment=radnerf_cpu, shortened."""
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     tmp = tmp_path_factory.mktemp("radnerf")
     root = write_synthetic_speaker(tmp / "data", seconds=12, size=128, progress=False)
@@ -139,7 +139,7 @@ def test_landmarks_control_the_mouth(trained_head):
 def test_condition_window_is_one_config_value(tmp_path, monkeypatch):
     """`condition.window` reaches the training and val windows, the field and inference, and a torso
     trained under that head follows it (7 frames here; the default is 5)."""
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
     from geneface.stages.radnerf import RadNerfStage
 
     root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)

@@ -98,7 +98,7 @@ def test_missing_head_checkpoint_names_the_command_that_trains_it(tmp_path):
 @pytest.mark.slow
 def test_torso_learns_the_synthetic_speaker_under_a_trained_head(tmp_path):
     from geneface.data.nerf_rays import SpeakerImages
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     root = write_synthetic_speaker(tmp_path / "data", seconds=6, size=64, progress=False)
     common = [f"speaker.root={root}", f"paths.output_dir={tmp_path}", "logger=csv", "stage.data.val_frames=3"]

@@ -11,10 +11,11 @@ import pytest
 
 from geneface.data.contract import Label
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
-from geneface.data.synthetic import head as S
-from geneface.process.background import BackgroundEstimator, fill_unseen
-from geneface.process.report import euler_degrees, landmark_jitter_px, quality_stats, write_report
-from geneface.process.segmentation import FACE_OVAL, label_frame
+from geneface.data import face_shape
+from geneface.synthetic import head as S
+from geneface.processing.background import BackgroundEstimator, fill_unseen
+from geneface.processing.report import euler_degrees, landmark_jitter_px, quality_stats, write_report
+from geneface.processing.segmentation import FACE_OVAL, label_frame
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MAY = DATA / "speakers" / "May_5s.mp4"
@@ -25,13 +26,13 @@ MAY = DATA / "speakers" / "May_5s.mp4"
 def _synthetic_frame(seed: int, size: int = 160, roll: float | None = None):
     """→ (rgb, exact labels, exact landmarks478 px) of a rendered head."""
     rng = np.random.default_rng(seed)
-    shape, cam = S.random_face_shape(rng), S.default_camera(size)
+    shape, cam = face_shape.random_face_shape(rng), S.default_camera(size)
     R, t = S.head_motion(rng, 100)
     k = int(rng.integers(100))
     R, t = R[k], t[k]
     if roll is not None:
         R = S.euler_to_matrix(0.0, 0.0, roll) @ R
-    lm3d = S.landmarks478(shape, S.landmarks68(shape, 0.3))
+    lm3d = S.landmarks478(shape, face_shape.landmarks68(shape, 0.3))
     rgb, labels = S.render(shape, cam, R, t, S.make_background(rng, size, size), opening=0.3)
     return rgb, labels, S.project(cam, lm3d, R, t).astype(np.float32)
 
@@ -176,11 +177,11 @@ def test_euler_degrees_inverts_synthetic_convention():
 def test_write_report_writes_three_files(tmp_path):
     size, T = 96, 6
     rng = np.random.default_rng(1)
-    shape, cam = S.random_face_shape(rng), S.default_camera(size)
+    shape, cam = face_shape.random_face_shape(rng), S.default_camera(size)
     R, t = S.head_motion(rng, T)
     bg = S.make_background(rng, size, size)
     frames = [S.render(shape, cam, R[i], t[i], bg) for i in range(T)]
-    mean_shape = S.landmarks68(shape, 0.0)
+    mean_shape = face_shape.landmarks68(shape, 0.0)
     lm68 = S.project(cam, mean_shape, R, t).astype(np.float32)           # [T, 68, 3]
     lm68[2] = np.nan                                                      # a frame without a face
     counts = np.stack([np.bincount(labels.ravel(), minlength=4) for _, labels in frames])
@@ -229,7 +230,7 @@ def _face_mesh():
 @pytest.mark.realdata
 def test_may_labels_face_is_head_and_lower_centre_is_torso():
     _require_may()
-    from geneface.process.segmentation import PersonSegmenter
+    from geneface.processing.segmentation import PersonSegmenter
 
     with PersonSegmenter() as seg, _face_mesh() as mesh:
         for i, rgb in _may_frames(every=25):
@@ -256,7 +257,7 @@ def test_may_labels_face_is_head_and_lower_centre_is_torso():
 @pytest.mark.realdata
 def test_may_background_plate_has_no_person_in_reliable_region():
     _require_may()
-    from geneface.process.segmentation import PersonSegmenter
+    from geneface.processing.segmentation import PersonSegmenter
 
     est, held = None, []
     with PersonSegmenter() as seg:

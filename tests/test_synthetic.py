@@ -13,10 +13,10 @@ import soundfile as sf
 from geneface.data import contract
 from geneface.data.corpus import clip_path, default_split, read_index
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
-from geneface.data.synthetic import write_synthetic_corpus, write_synthetic_speaker
-from geneface.data.synthetic.corpus import clip_name, speaker_name
-from geneface.data.synthetic.head import (FaceShape, REST_T, default_camera, euler_to_matrix, landmarks68,
-                                          landmarks478, make_background, render)
+from geneface.synthetic import write_synthetic_corpus, write_synthetic_speaker
+from geneface.synthetic.corpus import clip_name, speaker_name
+from geneface.data.face_shape import FaceShape, landmarks68
+from geneface.synthetic.head import REST_T, default_camera, euler_to_matrix, landmarks478, make_background, render
 
 SECONDS, SIZE = 2.0, 64
 T = int(SECONDS * contract.FPS)
@@ -185,7 +185,7 @@ def test_generation_is_deterministic_for_a_seed(speaker, tmp_path):
 def test_cli_config_composes_and_writes(tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from geneface.data.synthetic.__main__ import generate
+    from geneface.synthetic.__main__ import generate
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("synthetic", overrides=[

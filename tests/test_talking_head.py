@@ -8,8 +8,8 @@ import pytest
 
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.talking_head import background_image, render_video, renderer_stage
-from geneface.process.audio_io import write_wav
-from geneface.process.video import iter_frames, probe_video
+from geneface.media.audio import write_wav
+from geneface.media.video import iter_frames, probe_video
 
 
 class RecordingRenderer:
@@ -31,7 +31,7 @@ class RecordingRenderer:
 
 @pytest.fixture(scope="module")
 def speaker(tmp_path_factory):
-    from geneface.data.synthetic.speaker import write_synthetic_speaker
+    from geneface.synthetic.speaker import write_synthetic_speaker
 
     return write_synthetic_speaker(tmp_path_factory.mktemp("th") / "data", seconds=1.2, size=64, progress=False)
 

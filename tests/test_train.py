@@ -55,7 +55,7 @@ def test_corpus_stage_defaults_to_lrs3_and_missing_choices_fail_clearly(tmp_path
 
 def test_missing_dataset_names_the_command_to_run(tmp_path):
     cfg = compose_train(["stage=syncnet", f"paths.output_dir={tmp_path}", "logger=csv", *SMALL], tmp_path)
-    with pytest.raises(FileNotFoundError, match="python -m geneface.data.synthetic"):
+    with pytest.raises(FileNotFoundError, match="python -m geneface.synthetic"):
         train(cfg)
 
 

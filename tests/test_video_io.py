@@ -1,4 +1,4 @@
-"""Video and audio input (geneface.process.video, audio_io, errors) on tiny self-made media,
+"""Video and audio input (geneface.media.video, audio, errors) on tiny self-made media,
 plus `realdata` checks against the shared media and its MANIFEST.tsv."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geneface.process.audio_io import audio_for_frames, load_audio, write_wav
-from geneface.process.errors import (FaceTooSmallError, NoAudioError, NoFaceError, NotAVideoError,
-                                     ProcessingError, UnreadableMediaError, VideoTooShortError,
-                                     format_frame_ranges)
-from geneface.process.video import (count_frames, ffmpeg_exe, iter_frames, probe_video, require_audio,
-                                    require_frames)
+from geneface.media.audio import audio_for_frames, load_audio, write_wav
+from geneface.media.errors import (FaceTooSmallError, NoAudioError, NoFaceError, NotAVideoError,
+                                   ProcessingError, UnreadableMediaError, VideoTooShortError,
+                                   format_frame_ranges)
+from geneface.media.ffmpeg import ffmpeg_exe
+from geneface.media.video import count_frames, iter_frames, probe_video, require_audio, require_frames
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geneface.process.audio_io import write_wav
-from geneface.process.errors import NoAudioError
-from geneface.process.video import iter_frames, probe_video
+from geneface.media.audio import write_wav
+from geneface.media.errors import NoAudioError
+from geneface.media.video import iter_frames, probe_video
 from geneface.viz.landmarks_video import (
     GENERIC_MEAN_SHAPE, LandmarkInputError, RenderOptions, absolute_landmarks, fit_layout, load_idexp,
     load_mean_shape, render_frame, write_landmarks_video,
@@ -26,7 +26,7 @@ OPENING = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(T) / T)          # closed →
 
 @pytest.fixture(scope="module")
 def sequence(tmp_path_factory):
-    from geneface.data.synthetic.head import landmarks68, random_face_shape
+    from geneface.data.face_shape import landmarks68, random_face_shape
 
     root = tmp_path_factory.mktemp("viz")
     face = random_face_shape(np.random.default_rng(3))

@@ -91,7 +91,7 @@ def read_index(root: str | Path) -> list[ClipEntry]:
         raise FileNotFoundError(
             f"{root} is not a finished corpus (no {contract.META_FILE} / {contract.INDEX_FILE}): it was never "
             f"written or its writing was interrupted. Write it again (the synthetic one: "
-            f"`python -m geneface.data.synthetic`), then check it with `python -m geneface.data.check {root}`.")
+            f"`python -m geneface.synthetic`), then check it with `python -m geneface.data.check {root}`.")
     with open(index, newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
         return [ClipEntry(r["item_id"], r["speaker"], r["path"], int(r["num_frames"]), r["split"])

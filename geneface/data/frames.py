@@ -15,15 +15,12 @@ from torch.utils.data import Dataset
 
 from geneface.data import contract
 from geneface.data.speaker import frame_name, read_meta
+from geneface.media.images import read_rgb
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        root = path.parent if path.name == contract.SPEAKER_BACKGROUND else path.parent.parent
-        raise FileNotFoundError(f"cannot read image {path} (missing or corrupt); check the dataset with "
-                                f"`python -m geneface.data.check {root}`")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def _read_dataset_rgb(path: Path) -> np.ndarray:
+    root = path.parent if path.name == contract.SPEAKER_BACKGROUND else path.parent.parent
+    return read_rgb(path, hint=f"check the dataset with `python -m geneface.data.check {root}`")
 
 
 class SpeakerFrames(Dataset):
@@ -58,7 +55,7 @@ class SpeakerFrames(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """Frame i as uint8 [H, W, 3] RGB."""
-        return _read_rgb(self.frame_path(i))
+        return _read_dataset_rgb(self.frame_path(i))
 
     def labels(self, i: int) -> np.ndarray:
         """Label map of frame i as uint8 [H, W] (values of contract.Label)."""
@@ -74,7 +71,7 @@ class SpeakerFrames(Dataset):
 
     def background(self) -> np.ndarray:
         """The background plate as uint8 [H, W, 3] RGB."""
-        return _read_rgb(self.root / contract.SPEAKER_BACKGROUND)
+        return _read_dataset_rgb(self.root / contract.SPEAKER_BACKGROUND)
 
     def __getitem__(self, i: int) -> dict:
         i = self._index(i)

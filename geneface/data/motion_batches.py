@@ -10,16 +10,17 @@ stays within `max_frames_per_batch`.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
+from geneface.models.audio2motion import TIME_STRIDE
 from geneface.models.syncnet import AUDIO_PER_FRAME
 
 
-def padded_frames(num_frames: int, multiple: int = 4) -> int:
+def padded_frames(num_frames: int, multiple: int = TIME_STRIDE) -> int:
     """Length after padding to a multiple of the latent stride."""
     return -(-num_frames // multiple) * multiple
 
@@ -27,9 +28,9 @@ def padded_frames(num_frames: int, multiple: int = 4) -> int:
 class MotionCollator:
     """Clips → {"motion" [B, T, 204], "audio" [B, 2T, F], "mask" [B, T], "audio_mask" [B, 2T],
     "lengths" [B], "item_id" list, "speaker_id" [B]}: T is the longest clip padded to a multiple of
-    `multiple` (the VAE's stride 4), audio is cut/padded to exactly 2T, padding is zero."""
+    `multiple` (the VAE's TIME_STRIDE), audio is cut/padded to exactly 2T, padding is zero."""
 
-    def __init__(self, audio_key: str = "mel", multiple: int = 4):
+    def __init__(self, audio_key: str = "mel", multiple: int = TIME_STRIDE):
         self.audio_key, self.multiple = audio_key, multiple
 
     def __call__(self, items: list[dict]) -> dict:
@@ -65,7 +66,7 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, lengths: Sequence[int], max_frames_per_batch: int, max_clips: int = 512,
-                 shuffle: bool = True, seed: int = 0, multiple: int = 4):
+                 shuffle: bool = True, seed: int = 0, multiple: int = TIME_STRIDE):
         if max_frames_per_batch < 1 or max_clips < 1:
             raise ValueError("max_frames_per_batch and max_clips must be positive")
         self.lengths = np.asarray(lengths, dtype=np.int64)
@@ -121,3 +122,12 @@ class LengthBucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         world, _ = self._world()
         return max(1, self._num_batches // world) if world > 1 else self._num_batches
+
+
+def bucketed_loader(dataset, max_frames_per_batch: int, max_clips: int, shuffle: bool, seed: int,
+                    multiple: int, collate: Callable, num_workers: int = 0) -> DataLoader:
+    """A DataLoader over `dataset` (with `lengths()`) in LengthBucketBatchSampler batches."""
+    sampler = LengthBucketBatchSampler(dataset.lengths(), max_frames_per_batch, max_clips, shuffle=shuffle,
+                                       seed=seed, multiple=multiple)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

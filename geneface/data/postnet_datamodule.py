@@ -4,7 +4,7 @@ validation) as a single item.
 
 A batch: {"corpus": MotionCollator's dict ("audio" [B, 2T, F], "motion" [B, T, 204], "mask" [B, T], ...),
           "speaker": {"audio" [1, 2S, F], "motion" [1, S, 204], "mask" [1, S]}} with S trimmed down
-to a multiple of `multiple` (the VAE's stride 4; the original trimmed to 8 for HuBERT frames).
+to a multiple of `multiple` (the VAE's TIME_STRIDE; the original trimmed to 8 for HuBERT frames).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from geneface.data.corpus import CorpusDataset
-from geneface.data.motion_batches import LengthBucketBatchSampler
+from geneface.data.motion_batches import bucketed_loader
 from geneface.data.speaker import read_meta
+from geneface.models.audio2motion import TIME_STRIDE
 from geneface.models.syncnet import AUDIO_PER_FRAME
 
 
-def speaker_sequence(root: str | Path, split: str, audio_key: str = "mel", multiple: int = 4) -> dict[str, torch.Tensor]:
+def speaker_sequence(root: str | Path, split: str, audio_key: str = "mel", multiple: int = TIME_STRIDE) -> dict[str, torch.Tensor]:
     """One speaker split as a single item: {"audio" [1, 2S, F], "motion" [1, S, 204], "mask" [1, S]}."""
     root = Path(root)
     meta = read_meta(root)
@@ -55,7 +56,7 @@ class PostnetDataModule(L.LightningDataModule):
 
     def __init__(self, corpus_root: str, speaker_root: str, speaker_kind: str, train_collate: Callable,
                  val_collate: Callable, max_frames_per_batch: int = 30000, max_clips: int = 512,
-                 seed: int = 0, num_workers: int = 0, min_frames: int = 32, multiple: int = 4,
+                 seed: int = 0, num_workers: int = 0, min_frames: int = 32, multiple: int = TIME_STRIDE,
                  audio_key: str = "mel"):
         super().__init__()
         self.corpus_root, self.speaker_root, self.speaker_kind = str(corpus_root), str(speaker_root), speaker_kind
@@ -76,11 +77,8 @@ class PostnetDataModule(L.LightningDataModule):
                 self.speaker[split] = speaker_sequence(self.speaker_root, split, self.audio_key, self.multiple)
 
     def _loader(self, split: str, shuffle: bool, collate: Callable) -> DataLoader:
-        dataset = self.corpus[split]
-        sampler = LengthBucketBatchSampler(dataset.lengths(), self.max_frames_per_batch, self.max_clips,
-                                           shuffle=shuffle, seed=self.seed, multiple=self.multiple)
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=WithSpeaker(collate, self.speaker[split]),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return bucketed_loader(self.corpus[split], self.max_frames_per_batch, self.max_clips, shuffle, self.seed,
+                               self.multiple, WithSpeaker(collate, self.speaker[split]), self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.train_collate)

@@ -102,7 +102,7 @@ def read_meta(root: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(
             f"{root} is not a finished dataset (no {contract.META_FILE}): it was never written or its "
-            f"writing was interrupted. Write it again (the synthetic one: `python -m geneface.data.synthetic`), "
+            f"writing was interrupted. Write it again (the synthetic one: `python -m geneface.synthetic`), "
             f"then check it with `python -m geneface.data.check {root}`.")
     return json.loads(path.read_text())
 

@@ -12,82 +12,23 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 import soundfile as sf
 
 from geneface.data import contract
+from geneface.data.checks import CHUNK, DatasetError, ValidationReport, check_array, check_finite, fmt_shape
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
 from geneface.data.speaker import frame_name
+from geneface.data.validate_corpus import validate_corpus
 
-PROGRESS_MIN_CLIPS = 1000   # show a progress bar when at least this many clips are checked
-_CHUNK = 4096               # rows per chunk when scanning memory-mapped arrays
+__all__ = ["DatasetError", "ValidationReport", "validate"]
+
 _LANDMARK_ATOL = 1e-4       # px: landmarks68 must equal landmarks478[:, MEDIAPIPE_TO_IBUG68]
 _POSE_ATOL = 1e-3           # rotation orthonormality and c2w = [Rᵀ | −Rᵀt]
 _EYE_SPAN_RTOL = 0.05       # mean_shape: outer eye corners (iBUG 36, 45) are 1 head unit apart
-
-
-class DatasetError(ValueError):
-    """A dataset that breaks the contract: `path` is the offending file, `problem` what is wrong
-    (expected vs found), `fix` what to do about it; `str(err)` holds all three."""
-
-    def __init__(self, path: str | os.PathLike, problem: str, fix: str | None = None):
-        self.path = Path(path)
-        self.problem = problem
-        self.fix = fix
-        self.message = f"{self.path}: {problem}" + (f"\n  fix: {fix}" if fix else "")
-        super().__init__(self.message)
-
-    def __reduce__(self):  # picklable, e.g. when raised inside a DataLoader worker
-        return type(self), (self.path, self.problem, self.fix)
-
-
-@dataclass
-class ValidationReport:
-    """What a valid dataset holds. Speaker counts are frames; corpus counts are clips."""
-
-    root: Path
-    kind: str                         # "speaker" | "corpus"
-    name: str
-    schema_version: int
-    num_frames: int                   # speaker: T; corpus: total over the index
-    num_train: int                    # speaker: train frames; corpus: train clips
-    num_val: int                      # speaker: val frames; corpus: val clips
-    duration_s: float                 # num_frames / fps
-    size_bytes: int                   # on disk (corpus: estimated from the checked clips if spot-checked)
-    height: int | None = None         # speaker only
-    width: int | None = None
-    focal: float | None = None
-    hubert_dim: int | None = None     # D, when HuBERT features are present
-    num_clips: int | None = None      # corpus only
-    num_speakers: int | None = None
-    clips_checked: int | None = None
-    extras: dict = field(default_factory=dict)
-
-    def summary(self) -> str:
-        """One paragraph for people."""
-        size = _fmt_bytes(self.size_bytes)
-        hubert = f", HuBERT {self.hubert_dim}-d" if self.hubert_dim else ", no HuBERT"
-        if self.kind == "speaker":
-            return (
-                f"OK: speaker dataset '{self.name}' (schema v{self.schema_version}) at {self.root}: "
-                f"{self.num_frames} frames at {contract.FPS} fps ({_fmt_duration(self.duration_s)}), "
-                f"{self.width}×{self.height} px, focal {self.focal:g} px; "
-                f"train {self.num_train} frames, val {self.num_val} frames; "
-                f"16 kHz mono audio, mel/f0 {2 * self.num_frames} frames at "
-                f"{contract.FEATURE_RATE} Hz{hubert}; "
-                f"{size} on disk.")
-        checked = ("all clips checked" if self.clips_checked == self.num_clips
-                   else f"{self.clips_checked} of {self.num_clips} clips spot-checked, size estimated")
-        return (
-            f"OK: corpus '{self.name}' (schema v{self.schema_version}) at {self.root}: "
-            f"{self.num_clips} clips from {self.num_speakers} speakers, {self.num_frames} frames "
-            f"({_fmt_duration(self.duration_s)}); train {self.num_train} clips, val {self.num_val} clips"
-            f"{hubert}; {size} on disk ({checked}).")
 
 
 def validate(root: str | os.PathLike, max_clips: int | None = None,
@@ -105,8 +46,6 @@ def validate(root: str | os.PathLike, max_clips: int | None = None,
     meta = _read_meta(root)
     if meta["kind"] == "speaker":
         return _validate_speaker(root, meta)
-    from geneface.data.validate_corpus import validate_corpus
-
     return validate_corpus(root, meta, max_clips=max_clips, progress=progress)
 
 
@@ -194,7 +133,7 @@ def _validate_speaker(root: Path, meta: dict) -> ValidationReport:
         if not path.exists():
             continue
         array = _load_npy(path, fix)
-        _check_array(path, spec, array, symbols, fix, num_frames)
+        check_array(path, spec, array, symbols, fix, num_frames)
         arrays[spec.name] = array
 
     # Audio: 16 kHz mono, exactly T·640 samples.
@@ -213,7 +152,7 @@ def _validate_speaker(root: Path, meta: dict) -> ValidationReport:
         raise DatasetError(
             wav, f"audio has {info.frames} samples but the video has {num_frames} frames; expected exactly "
                  f"{contract.SAMPLES_PER_FRAME} per frame ({expected_samples})",
-            "cut or pad the audio to T·640 samples (geneface.process.audio.fit_to_frames) "
+            "cut or pad the audio to T·640 samples (geneface.media.features.fit_to_frames) "
             "and re-run processing")
 
     # frames/ and labels/: exactly T files named 000000.jpg … / 000000.png.
@@ -241,7 +180,7 @@ def _validate_speaker(root: Path, meta: dict) -> ValidationReport:
     # Values: finite floats, positive std, landmarks68 the iBUG subset of landmarks478, poses.
     for spec in contract.SPEAKER_ARRAYS:
         if spec.name in arrays and spec.dtype.startswith("float"):
-            _check_finite(root / f"{spec.name}.npy", spec.name, arrays[spec.name], fix)
+            check_finite(root / f"{spec.name}.npy", spec.name, arrays[spec.name], fix)
     std = arrays["idexp_lm3d_std"]
     if not (std > 0).all():
         where = tuple(int(i) for i in np.argwhere(~(std > 0))[0])
@@ -270,66 +209,6 @@ def _load_npy(path: Path, fix: str) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as err:
         raise DatasetError(path, f"cannot be read as a .npy array ({err})", fix) from None
-
-
-def _fmt_shape(shape: tuple) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _check_array(path: Path, spec: contract.ArraySpec, array: np.ndarray, symbols: dict[str, int],
-                 fix: str, num_frames: int, where: str = "") -> None:
-    """dtype and shape of one array; binds free symbols (D) in `symbols` on first sight."""
-    label = f"array '{spec.name}'{where}"
-    if array.dtype != np.dtype(spec.dtype):
-        raise DatasetError(path, f"{label} has dtype {array.dtype}, expected {spec.dtype}", fix)
-    expected = tuple(symbols.get(s, s) if isinstance(s, str) else s for s in spec.shape)
-    symbolic = _fmt_shape(spec.shape)
-    found = tuple(array.shape)
-    audio_like = spec.shape[0] == "A"
-    if len(found) == len(expected):
-        ok = True
-        for i, (e, f) in enumerate(zip(expected, found)):
-            if isinstance(e, str):          # free symbol, consistent across arrays (and clips)
-                if f <= 0:
-                    ok = False
-                continue
-            if e != f:
-                ok = False
-                if audio_like and i == 0 and all(
-                        isinstance(e2, str) or e2 == f2 for e2, f2 in zip(expected[1:], found[1:])):
-                    raise DatasetError(
-                        path, f"{label}: audio features have {f} frames but the video has {num_frames} "
-                              f"frames; expected exactly {contract.FEATURES_PER_FRAME} per video frame "
-                              f"(2T = {e})",
-                        "re-extract the audio features for exactly T video frames "
-                        "(geneface.process.audio.audio_features(wave, T)), then re-run processing")
-        if ok:
-            for e, f in zip(expected, found):
-                if isinstance(e, str):
-                    symbols[e] = f
-            return
-    resolved = _fmt_shape(expected)
-    raise DatasetError(path, f"{label} has shape {_fmt_shape(found)}, expected {resolved}"
-                             + (f" = {symbolic}" if resolved != symbolic else "")
-                             + f" with T = {num_frames}, A = 2T", fix)
-
-
-def _chunks(array: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    if array.ndim == 0 or array.shape[0] <= _CHUNK:
-        yield 0, np.asarray(array)
-        return
-    for start in range(0, array.shape[0], _CHUNK):
-        yield start, np.asarray(array[start : start + _CHUNK])
-
-
-def _check_finite(path: Path, name: str, array: np.ndarray, fix: str, where: str = "") -> None:
-    for start, chunk in _chunks(array):
-        bad = ~np.isfinite(chunk)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            index = (index[0] + start,) + index[1:] if index else index
-            raise DatasetError(path, f"array '{name}'{where} holds {int(bad.sum())}+ NaN/inf values, "
-                                     f"the first at index {list(index)}", fix)
 
 
 def _check_image_folder(folder: Path, ext: str, num_frames: int, fix: str) -> int:
@@ -369,16 +248,16 @@ def _check_image(path: Path, height: int, width: int, channels: int | None, fix:
     kind = "single-channel uint8 label map" if channels is None else "RGB image"
     if image.shape != expected or image.dtype != np.uint8:
         raise DatasetError(path, f"expected a {kind} of shape H×W{'' if channels is None else '×3'} = "
-                                 f"{_fmt_shape(expected)} uint8 (meta height × width), found "
-                                 f"{_fmt_shape(image.shape)} {image.dtype}", fix)
+                                 f"{fmt_shape(expected)} uint8 (meta height × width), found "
+                                 f"{fmt_shape(image.shape)} {image.dtype}", fix)
     return image
 
 
 def _check_landmarks68(root: Path, lm478: np.ndarray, lm68: np.ndarray, fix: str) -> None:
     index = list(MEDIAPIPE_TO_IBUG68)
-    for start in range(0, lm478.shape[0], _CHUNK):
-        a = np.asarray(lm68[start : start + _CHUNK], dtype=np.float64)
-        b = np.asarray(lm478[start : start + _CHUNK], dtype=np.float64)[:, index]
+    for start in range(0, lm478.shape[0], CHUNK):
+        a = np.asarray(lm68[start : start + CHUNK], dtype=np.float64)
+        b = np.asarray(lm478[start : start + CHUNK], dtype=np.float64)[:, index]
         err = np.abs(a - b)
         if (err > _LANDMARK_ATOL).any():
             t, k, _ = (int(i) for i in np.unravel_index(err.argmax(), err.shape))
@@ -390,10 +269,10 @@ def _check_landmarks68(root: Path, lm478: np.ndarray, lm68: np.ndarray, fix: str
 
 
 def _check_poses(root: Path, head_R: np.ndarray, head_t: np.ndarray, c2w: np.ndarray, fix: str) -> None:
-    for start in range(0, head_R.shape[0], _CHUNK):
-        R = np.asarray(head_R[start : start + _CHUNK], dtype=np.float64)
-        t = np.asarray(head_t[start : start + _CHUNK], dtype=np.float64)
-        M = np.asarray(c2w[start : start + _CHUNK], dtype=np.float64)
+    for start in range(0, head_R.shape[0], CHUNK):
+        R = np.asarray(head_R[start : start + CHUNK], dtype=np.float64)
+        t = np.asarray(head_t[start : start + CHUNK], dtype=np.float64)
+        M = np.asarray(c2w[start : start + CHUNK], dtype=np.float64)
         ortho = np.abs(R @ R.transpose(0, 2, 1) - np.eye(3)).max(axis=(1, 2))
         det = np.linalg.det(R)
         bad = np.flatnonzero((ortho > _POSE_ATOL) | (np.abs(det - 1) > _POSE_ATOL))
@@ -414,25 +293,3 @@ def _check_poses(root: Path, head_R: np.ndarray, head_t: np.ndarray, c2w: np.nda
             raise DatasetError(root / "c2w.npy",
                                f"c2w[{start + bad[0]}] is not [Rᵀ | −Rᵀt; 0 0 0 1] of head_R, head_t "
                                f"(relative error {err[bad[0]]:.3g})", fix)
-
-
-# ---------------------------------------------------------------------------------------------
-# formatting
-
-def _fmt_duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, sec = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes} min {sec} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
-
-
-def _fmt_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"

@@ -10,8 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from geneface.data import contract
-from geneface.data.validate import (PROGRESS_MIN_CLIPS, DatasetError, ValidationReport, _check_array,
-                                    _check_finite)
+from geneface.data.checks import PROGRESS_MIN_CLIPS, DatasetError, ValidationReport, check_array, check_finite
 
 # ---------------------------------------------------------------------------------------------
 # corpus
@@ -127,13 +126,13 @@ def _check_clip(path: Path, item_id: str, index_frames: int, symbols: dict[str, 
     clip_symbols.update({k: v for k, v in symbols.items() if k not in ("T", "A")})
     where = f" of clip {item_id!r}"
     for name, array in arrays.items():
-        _check_array(path, specs[name], array, clip_symbols, _CORPUS_FIX, num_frames, where=where)
+        check_array(path, specs[name], array, clip_symbols, _CORPUS_FIX, num_frames, where=where)
     if num_frames != index_frames:
         raise DatasetError(path, f"clip {item_id!r} has {num_frames} frames but {contract.INDEX_FILE} "
                                  f"says {index_frames}",
                            "rebuild the index with geneface.data.corpus.finalize_corpus")
     for name, array in arrays.items():
-        _check_finite(path, name, array, _CORPUS_FIX, where=where)
+        check_finite(path, name, array, _CORPUS_FIX, where=where)
     symbols.update({k: v for k, v in clip_symbols.items() if k not in ("T", "A")})
 
 

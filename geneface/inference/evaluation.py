@@ -34,11 +34,11 @@ from geneface.data.frames import arrays, val_indices
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
+from geneface.media.face_mesh import FaceMeshDetector
 from geneface.metrics.image import ImageMetrics
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
 from geneface.metrics.sync import sync_score
-from geneface.process.landmarks import FaceMeshDetector
-from geneface.process.pose import fit_head_pose
+from geneface.processing.pose import fit_head_pose
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 
 PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold

@@ -15,8 +15,10 @@ import torch
 
 from geneface.data import contract
 from geneface.data.landmarks import denormalize_idexp, normalize_idexp
-from geneface.process.audio import audio_features, fit_to_frames
-from geneface.process.audio_io import load_audio
+from geneface.data.motion_batches import padded_frames
+from geneface.media.audio import load_audio
+from geneface.media.features import audio_features, fit_to_frames
+from geneface.models.audio2motion import TIME_STRIDE
 
 # (first point, last point + 1, clamp factor for x, y, z) — reference §9: jaw, nose and mouth ±s,
 # brows and eyes ±s/2 in x and y (they barely move) and ±s in z.
@@ -59,9 +61,9 @@ def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp
 @torch.no_grad()
 def predict_idexp(model, mel: np.ndarray, num_frames: int, temperature: float = 1.0) -> np.ndarray:
     """mel [2T, F] → raw idexp [T, 68, 3] from a module with `predict(audio, mask, temperature)`
-    (the postnet stage; its frozen VAE samples, the postnet refines). T is padded to a multiple of 4
-    (the VAE's latent stride) and cut back."""
-    padded = int(np.ceil(num_frames / 4) * 4)
+    (the postnet stage; its frozen VAE samples, the postnet refines). T is padded to a multiple of the
+    VAE's latent stride (TIME_STRIDE) and cut back."""
+    padded = padded_frames(num_frames, TIME_STRIDE)
     device = next(model.parameters()).device
     audio = torch.zeros(1, 2 * padded, mel.shape[1], device=device)
     audio[0, : 2 * num_frames] = torch.from_numpy(mel[: 2 * num_frames]).to(device)

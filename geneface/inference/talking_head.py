@@ -15,7 +15,7 @@ import numpy as np
 from geneface.data.frames import SpeakerFrames, arrays
 from geneface.inference.camera_path import driving_cameras
 from geneface.inference.renderer import FrameRenderer
-from geneface.utils.mp4 import write_mp4
+from geneface.media.mp4 import write_mp4
 
 HEAD_STAGE = {"radnerf_torso": "radnerf", "nerf_torso": "nerf"}   # head_only: the torso stage's head
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "green": (0, 177, 64)}

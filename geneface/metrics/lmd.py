@@ -6,7 +6,7 @@ generated frame and on the ground-truth frame with the same detector, each set c
 averaged over frames. Frames where either side has no face are left out and reported as detection
 rates. The value is in pixels of the frames given: compare at 512² (the anchors' resolution).
 
-Detector: MediaPipe face mesh (geneface.process.landmarks), its 68-point iBUG subset; each sequence gets
+Detector: MediaPipe face mesh (geneface.media.face_mesh), its 68-point iBUG subset; each sequence gets
 its own detector in video mode (tracking), as processing does.
 """
 
@@ -30,7 +30,7 @@ def detect_mouth_landmarks(frames: Iterable[np.ndarray], video_mode: bool = True
     Rows are NaN where no face was found. video_mode: MediaPipe tracks between frames (the frames must
     be one sequence); False detects each frame on its own.
     """
-    from geneface.process.landmarks import FaceMeshDetector
+    from geneface.media.face_mesh import FaceMeshDetector
 
     rows = []
     with FaceMeshDetector(video_mode=video_mode) as detector:

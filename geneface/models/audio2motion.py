@@ -3,8 +3,8 @@ after `modules/audio2motion/vae.py`, whose WN/coupling layers follow VITS, Kim e
 
 Motion is the raw idexp_lm3d, 68×3 = 204-d per frame at 25 fps; the condition is 50 Hz audio features
 (log-mel by default, `audio_dim` for HuBERT etc.) taken every other frame to 25 Hz. The posterior
-encoder and the flow prior work at a quarter of the frame rate (stride 4, 6.25 Hz latents), so the
-padded length T must be a multiple of 4 (geneface.data.motion_batches pads it).
+encoder and the flow prior work at a quarter of the frame rate (TIME_STRIDE = 4, 6.25 Hz latents), so
+the padded length T must be a multiple of it (geneface.data.motion_batches pads it).
 
 Every layer's output is multiplied by the mask, so the content of padded frames never reaches a real
 frame (the original masks the same way); the decoder's output is zero on padding.
@@ -20,6 +20,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 LOG_2PI = math.log(2 * math.pi)
+
+TIME_STRIDE = 4   # motion frames per latent step (6.25 Hz latents): padded lengths are multiples of it
 
 
 class WN(nn.Module):
@@ -124,7 +126,7 @@ class FVAE(nn.Module):
     """
 
     def __init__(self, motion_dim: int = 204, hidden: int = 256, latent: int = 16, kernel: int = 5,
-                 enc_layers: int = 8, dec_layers: int = 4, stride: int = 4, cond_channels: int = 64,
+                 enc_layers: int = 8, dec_layers: int = 4, stride: int = TIME_STRIDE, cond_channels: int = 64,
                  flow_hidden: int = 64, flow_kernel: int = 3, flow_layers: int = 4, num_flows: int = 4):
         super().__init__()
         self.stride, self.latent = stride, latent
@@ -179,7 +181,8 @@ class Audio2MotionVAE(nn.Module):
     mask [B, T] (1 = real frame); T a multiple of `stride`."""
 
     def __init__(self, audio_dim: int = 80, cond_channels: int = 64, motion_dim: int = 204, hidden: int = 256,
-                 latent: int = 16, kernel: int = 5, enc_layers: int = 8, dec_layers: int = 4, stride: int = 4,
+                 latent: int = 16, kernel: int = 5, enc_layers: int = 8, dec_layers: int = 4,
+                 stride: int = TIME_STRIDE,
                  flow_hidden: int = 64, flow_kernel: int = 3, flow_layers: int = 4, num_flows: int = 4):
         super().__init__()
         self.audio_dim, self.motion_dim, self.stride = audio_dim, motion_dim, stride

@@ -10,8 +10,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from geneface.process.errors import ProcessingError
-from geneface.process.speaker import process_speaker
+from geneface.media.errors import ProcessingError
+from geneface.processing.speaker import process_speaker
 
 log = logging.getLogger("geneface.process")
 
@@ -19,10 +19,9 @@ SPEAKER_CONFIG = """# Written by `python -m geneface.process` for the speaker da
 name: {name}
 kind: speaker
 root: ${{paths.data_dir}}/{name}
-fps: 25
-# NeRF scene box in head units (eye span 1, origin near the skull centre, y down): uncomment and grow
-# it if the first radnerf val renders cut off hair or a hat.
-# nerf_aabb: [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]
+# NeRF scene box in head units (eye span 1, origin near the skull centre, y down): set it, starting from
+# default_nerf_aabb in configs/train.yaml and growing it, if the first radnerf val renders cut off hair or a hat.
+# nerf_aabb: [x_min, y_min, z_min, x_max, y_max, z_max]
 """
 
 

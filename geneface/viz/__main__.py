@@ -9,7 +9,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from geneface.process.errors import ProcessingError
+from geneface.media.errors import ProcessingError
 from geneface.viz.landmarks_video import write_landmarks_video
 
 log = logging.getLogger("geneface.viz")

@@ -6,7 +6,7 @@ prediction before rendering it with a NeRF:
 * Input: raw idexp_lm3d, i.e. 10 × (head-frame landmarks − mean_shape), as [T, 204], [T, 68, 3] or
   GeneFace's `pred_lm3d/*.npy` layout [1, T, 204]. Absolute landmarks are mean_shape + idexp / 10.
   `mean_shape` is the speaker's neutral face (a speaker dataset directory, or a [68, 3] npy); without
-  one, GENERIC_MEAN_SHAPE is used: the synthetic head's default face (geneface.data.synthetic.head,
+  one, GENERIC_MEAN_SHAPE is used: the synthetic head's default face (geneface.data.face_shape,
   FaceShape() at mouth opening 0), a canonical face in head units that only approximates a real
   speaker's proportions (real eyes sit higher, for example); the motion drawn on it is exact.
 * Views: orthographic. The front view draws head-frame (x, y) directly as image (right, down); the
@@ -17,7 +17,7 @@ prediction before rendering it with a NeRF:
   and optional point indices.
 * Output: 25 fps H.264 yuv420p mp4 with the audio (16 kHz mono, as load_audio decodes it) as AAC,
   trimmed to the shorter of the two (here, before encoding); frames are rendered one at a time and
-  streamed through geneface.utils.mp4.write_mp4 (written under a temporary name, renamed when complete).
+  streamed through geneface.media.mp4.write_mp4 (written under a temporary name, renamed when complete).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ import cv2
 import numpy as np
 
 from geneface.data.contract import FPS, SAMPLE_RATE
+from geneface.data.face_shape import FaceShape, landmarks68
 from geneface.data.landmarks import BROWS, EYES, JAW, MOUTH, NOSE
-from geneface.process.errors import ProcessingError
-from geneface.utils.mp4 import write_mp4
+from geneface.media.audio import load_audio, write_wav
+from geneface.media.errors import ProcessingError
+from geneface.media.mp4 import write_mp4
 
 __all__ = ["RenderOptions", "Layout", "LandmarkInputError", "GENERIC_MEAN_SHAPE", "MOUTH_RGB", "EYES_RGB",
            "OTHER_RGB", "load_idexp", "load_mean_shape", "absolute_landmarks", "fit_layout", "render_frame",
@@ -58,8 +60,6 @@ CONTOURS: tuple[tuple[tuple[int, ...], bool], ...] = (
 
 
 def _generic_mean_shape() -> np.ndarray:
-    from geneface.data.synthetic.head import FaceShape, landmarks68
-
     return landmarks68(FaceShape(), 0.0).astype(np.float32)          # [68, 3], head units
 
 
@@ -243,8 +243,6 @@ def write_landmarks_video(npy: str | os.PathLike, out: str | os.PathLike | None 
     Raises LandmarkInputError for a bad landmark/mean-shape file, NoAudioError / UnreadableMediaError
     for an audio file without usable audio, RuntimeError if ffmpeg fails; no file is left behind then.
     """
-    from geneface.process.audio_io import load_audio, write_wav
-
     options = options or RenderOptions()
     idexp = load_idexp(npy)
     landmarks = absolute_landmarks(idexp, load_mean_shape(mean_shape))              # [T, 68, 3]

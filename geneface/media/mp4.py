@@ -29,6 +29,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from geneface.media.ffmpeg import ffmpeg_error_summary, ffmpeg_exe
 from geneface.utils.io import atomic_path
 
 __all__ = ["write_mp4", "even_size"]
@@ -54,8 +55,6 @@ def _checked(frames: Iterator[np.ndarray], width: int, height: int) -> Iterator[
 
 
 def _video_command(out: Path, width: int, height: int, fps: int, crf: int, bitrate: str | None) -> list[str]:
-    from geneface.process.video import ffmpeg_exe
-
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "pipe:0"]
     if width % 2 or height % 2:
@@ -67,8 +66,6 @@ def _video_command(out: Path, width: int, height: int, fps: int, crf: int, bitra
 
 def _check_audio(audio: Path) -> None:
     """Fail before any frame is rendered (frames may be expensive) if `audio` has no readable sound."""
-    from geneface.process.video import ffmpeg_error_summary, ffmpeg_exe
-
     if not audio.is_file():
         raise FileNotFoundError(f"audio file {audio} not found (pass audio=None for a silent video)")
     proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(audio)], stdin=subprocess.DEVNULL,
@@ -82,8 +79,6 @@ def _check_audio(audio: Path) -> None:
 
 def _mux(video: Path, audio: Path, out: Path, seconds: float, name: Path) -> None:
     """Copy the video stream, add `audio` as AAC padded with silence and cut at exactly `seconds`."""
-    from geneface.process.video import ffmpeg_error_summary, ffmpeg_exe
-
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(video), "-i", str(audio),
            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac", "-b:a", "128k",
            "-t", f"{seconds:.6f}", "-movflags", "+faststart", "-f", "mp4", str(out)]
@@ -142,8 +137,6 @@ def write_mp4(frames: Iterable[np.ndarray], out: str | os.PathLike, *, width: in
 
 def _encode(chunks: Iterator[bytes], out: Path, cmd: list[str], bar) -> int:
     """Run ffmpeg (writing a temporary name; `out` names errors), feed it every chunk, and raise RuntimeError with its error if it fails."""
-    from geneface.process.video import ffmpeg_error_summary
-
     written, broken = 0, False
     with tempfile.TemporaryFile() as err:            # a file, not a pipe: ffmpeg never blocks on stderr
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)

@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 from geneface.data import contract
 from geneface.data.landmarks import MEDIAPIPE_TO_IBUG68
 from geneface.data.boxes import face_rect, lip_rect
+from geneface.data.face_shape import FaceShape, landmarks68, random_face_shape
 from geneface.data.speaker import write_speaker_dataset
-from geneface.data.synthetic.audio import random_voice, speech_like_audio
-from geneface.data.synthetic.head import (Camera, FaceShape, default_camera, head_motion, landmarks68,
-                                          landmarks478, make_background, project, random_face_shape, render)
-from geneface.process.audio import audio_features, fit_to_frames
+from geneface.media.features import audio_features, fit_to_frames
+from geneface.synthetic.audio import random_voice, speech_like_audio
+from geneface.synthetic.head import (Camera, default_camera, head_motion, landmarks478, make_background, project,
+                                     render)
 
 
 def blinks_and_brows(rng: np.random.Generator, num_frames: int) -> tuple[np.ndarray, np.ndarray]:

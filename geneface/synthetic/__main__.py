@@ -1,4 +1,4 @@
-"""`python -m geneface.data.synthetic [out_dir=...] [write_corpus=false] [speaker.seconds=5] ...`
+"""`python -m geneface.synthetic [out_dir=...] [write_corpus=false] [speaker.seconds=5] ...`
 
 Thin Hydra entry: writes the synthetic speaker and/or corpus described by configs/synthetic.yaml.
 """
@@ -7,25 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import hydra
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig
 
-from geneface.data.contract import FPS
-from geneface.data.synthetic import write_synthetic_corpus, write_synthetic_speaker
-from geneface.data.synthetic.audio import random_voice, speech_like_audio
-from geneface.process.audio_io import write_wav
-
-
-def write_driving_audio(path: Path, seconds: float, seed: int) -> Path:
-    """A speech-like wav in a voice the synthetic speaker never had (a cross-driven test)."""
-    rng = np.random.default_rng(seed + 7919)
-    wave, _ = speech_like_audio(rng, int(round(seconds * FPS)), random_voice(rng))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(path, 0.5 * wave)
-    return path
+from geneface.synthetic import write_synthetic_corpus, write_synthetic_speaker
+from geneface.synthetic.audio import write_driving_audio
 
 
 def generate(cfg: DictConfig) -> dict[str, Path]:
@@ -50,7 +37,7 @@ def generate(cfg: DictConfig) -> dict[str, Path]:
     return written
 
 
-@hydra.main(version_base="1.3", config_path="../../../configs", config_name="synthetic")
+@hydra.main(version_base="1.3", config_path="../../configs", config_name="synthetic")
 def main(cfg: DictConfig) -> None:
     generate(cfg)
 

@@ -12,7 +12,7 @@ its first frame from 0. The last slot is round(end·25), end = last frame's time
     num_frames_25fps = round_half_up(25 · end)          e.g. N frames at 30 fps → round(N·5/6)
 
 which probe_video computes from packet timestamps without decoding, and iter_frames yields exactly.
-Audio (audio_io.load_audio) uses the same time origin, so sample k·640 lines up with frame k.
+Audio (media.audio.load_audio) uses the same time origin, so sample k·640 lines up with frame k.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Iterator
 import numpy as np
 
 from geneface.data.contract import FPS
-from geneface.process.errors import NoAudioError, NotAVideoError, UnreadableMediaError, VideoTooShortError
+from geneface.media.errors import NoAudioError, NotAVideoError, UnreadableMediaError, VideoTooShortError
+from geneface.media.ffmpeg import ffmpeg_error_summary, ffmpeg_exe
 
 __all__ = ["VideoInfo", "probe_video", "iter_frames", "count_frames", "require_audio", "require_frames"]
 
@@ -39,23 +40,8 @@ _CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4, "4
              "5.1": 6, "6.0": 6, "6.1": 7, "7.0": 7, "7.1": 8, "downmix": 2}
 _STANDARD_RATES = [Fraction(24000, 1001), Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30),
                    Fraction(50), Fraction(60000, 1001), Fraction(60)]
-_NOISE = ("At least one output", "To ignore this", "Error opening input file", "Error opening output")
 _NOPTS = -(2 ** 63)                                    # AV_NOPTS_VALUE as framecrc prints it
 _FIX_VIDEO = "pass a video file (mp4, mov, mkv, webm …) with one person talking; check that it plays"
-
-
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary shipped with imageio-ffmpeg (no system ffmpeg needed)."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def ffmpeg_error_summary(stderr: str, limit: int = 3) -> str:
-    """The last few meaningful ffmpeg error lines, without the `[in#0 @ 0x…]` prefixes."""
-    lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln).strip() for ln in stderr.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith(_NOISE)]
-    return "; ".join(lines[-limit:]) or "ffmpeg failed without a message"
 
 
 @dataclass(frozen=True)

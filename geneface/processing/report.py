@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from geneface.data.contract import Label
+from geneface.processing.pose import project
 
 LABEL_NAMES = tuple(label.name.lower() for label in Label)                 # background, head, neck, torso
 LABEL_COLOURS = np.array([[0, 0, 0], [255, 70, 70], [70, 230, 70], [70, 110, 255]], np.uint8)  # RGB
@@ -95,14 +96,6 @@ def euler_degrees(R: np.ndarray) -> np.ndarray:
     return np.degrees(np.stack([yaw, pitch, roll], -1))
 
 
-def _project(points: np.ndarray, R: np.ndarray, t: np.ndarray, focal: float, cx: float,
-             cy: float) -> np.ndarray:
-    """Head-frame points [N, 3] → image x, y [N, 2] (x = f·X/Z + cx, y = f·Y/Z + cy)."""
-    p = points @ R.T + t
-    z = np.where(np.abs(p[:, 2]) < 1e-6, 1e-6, p[:, 2])
-    return np.stack([focal * p[:, 0] / z + cx, focal * p[:, 1] / z + cy], 1)
-
-
 def _draw_tile(rgb: np.ndarray, labels: np.ndarray | None, lm68: np.ndarray, R: np.ndarray, t: np.ndarray,
                focal: float, mean_shape: np.ndarray | None, scale: float, index: int) -> np.ndarray:
     """One frame → [h, 2w, 3]: left the frame with landmarks, fitted shape and head axes; right the labels."""
@@ -120,11 +113,11 @@ def _draw_tile(rgb: np.ndarray, labels: np.ndarray | None, lm68: np.ndarray, R: 
         return int(round(p[0] * scale * 16)), int(round(p[1] * scale * 16))
     if np.all(np.isfinite(R)) and np.all(np.isfinite(t)):
         if mean_shape is not None:   # the pose fit's model points, hollow: compare with the landmarks
-            for p in _project(np.asarray(mean_shape, np.float64), R, t, focal, W / 2, H / 2):
+            for p in project(np.asarray(mean_shape, np.float64), R, t, focal, W, H):
                 if np.all(np.isfinite(p)):
                     cv2.circle(left, px(p), 3 * 16, (255, 255, 255), 1, cv2.LINE_AA, 4)
         axes = np.array([[0, 0, 0], [0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5]], np.float64)
-        o, *ends = _project(axes, R, t, focal, W / 2, H / 2)
+        o, *ends = project(axes, R, t, focal, W, H)
         if np.all(np.isfinite(o)):
             for end, colour in zip(ends, ((255, 40, 40), (40, 255, 40), (60, 120, 255))):   # x, y, z
                 if np.all(np.isfinite(end)):

@@ -9,11 +9,13 @@ the mouth opening, so a model can learn it from mel/f0 and a test knows what it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from geneface.data.contract import SAMPLE_RATE, SAMPLES_PER_FRAME
+from geneface.data.contract import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from geneface.media.audio import write_wav
 
 # (F1, F2, F3) in Hz of a few vowels (Peterson & Barney, adult male): the spectral shape per syllable.
 VOWELS = ((730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
@@ -88,3 +90,12 @@ def speech_like_audio(rng: np.random.Generator, num_frames: int, voice: Voice = 
     centres = np.arange(num_frames) * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME // 2 + int(lead_s * SAMPLE_RATE)
     opening = smooth[np.clip(centres, 0, total - 1)]
     return np.clip(wave, -1.0, 1.0).astype(np.float32), np.clip(opening, 0.0, 1.0).astype(np.float32)
+
+
+def write_driving_audio(path: Path, seconds: float, seed: int) -> Path:
+    """A speech-like wav in a voice the synthetic speaker never had (a cross-driven test)."""
+    rng = np.random.default_rng(seed + 7919)
+    wave, _ = speech_like_audio(rng, int(round(seconds * FPS)), random_voice(rng))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, 0.5 * wave)
+    return path

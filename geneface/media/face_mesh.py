@@ -21,6 +21,7 @@ from typing import Iterable
 import numpy as np
 
 from geneface.data.landmarks import NUM_MEDIAPIPE
+from geneface.media.images import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,8 @@ def detect_frames(frames: Iterable[np.ndarray], **kwargs) -> tuple[np.ndarray, n
     return np.stack(out) if out else np.zeros((0, NUM_MEDIAPIPE, 3), np.float32), np.array(valid, bool)
 
 
-def _read_rgb(path: str | Path) -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def detect_images(paths_or_arrays: Iterable[str | Path | np.ndarray], **kwargs) -> list[FaceDetection | None]:
     """Still images (paths or RGB uint8 arrays), each on its own (static mode) → one result each."""
     kwargs.setdefault("video_mode", False)
     with FaceMeshDetector(**kwargs) as detector:
-        return [detector.detect(x if isinstance(x, np.ndarray) else _read_rgb(x)) for x in paths_or_arrays]
+        return [detector.detect(x if isinstance(x, np.ndarray) else read_rgb(x)) for x in paths_or_arrays]

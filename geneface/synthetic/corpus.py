@@ -14,10 +14,11 @@ from tqdm.auto import tqdm
 
 from geneface.data import contract
 from geneface.data.corpus import clip_path, finalize_corpus, write_clip
-from geneface.data.synthetic.audio import Voice, random_voice, speech_like_audio
-from geneface.data.synthetic.head import FaceShape, head_motion, landmarks68, random_face_shape
-from geneface.data.synthetic.speaker import blinks_and_brows
-from geneface.process.audio import audio_features, fit_to_frames
+from geneface.data.face_shape import FaceShape, landmarks68, random_face_shape
+from geneface.media.features import audio_features, fit_to_frames
+from geneface.synthetic.audio import Voice, random_voice, speech_like_audio
+from geneface.synthetic.head import head_motion
+from geneface.synthetic.speaker import blinks_and_brows
 
 OPENING_NOISE = 0.05     # std of the noise on the mouth opening (opening is in [0, 1])
 LANDMARK_NOISE = 0.004   # std of the noise on every head-frame landmark coordinate, head units

@@ -1,4 +1,7 @@
-"""Errors for bad processing input: each names the file, what is wrong with it and how to fix it.
+"""Errors for bad input media: each names the file, what is wrong with it and how to fix it.
+
+ProcessingError is the base for every bad-input error (media readers, processing, the visualizer), so
+it lives here, below all of them.
 
 Processing runs for minutes on real videos, often in worker processes; an error has to say which
 input failed and what to do, and survive pickling back to the parent (`__reduce__` below).

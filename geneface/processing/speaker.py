@@ -27,10 +27,11 @@ from geneface.data import contract
 from geneface.data.boxes import face_rect, lip_rect
 from geneface.data.landmarks import NUM_MEDIAPIPE, ibug68_from_mediapipe
 from geneface.data.speaker import frame_name, write_speaker_dataset
-from geneface.process.audio import audio_features, fit_to_frames
-from geneface.process.audio_io import load_audio
-from geneface.process.errors import FaceTooSmallError, NoAudioError, NoFaceError, VideoTooShortError
-from geneface.process.video import VideoInfo, iter_frames, probe_video
+from geneface.media.audio import load_audio
+from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, VideoTooShortError
+from geneface.media.features import audio_features, fit_to_frames
+from geneface.media.images import read_rgb
+from geneface.media.video import VideoInfo, iter_frames, probe_video
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def process_speaker(video: str | Path, name: str, data_dir: str | Path,
         wave = fit_to_frames(load_audio(info.path), num_frames)
         features = audio_features(wave, num_frames)
         if cfg.hubert_dir:
-            from geneface.process.hubert import hubert_features, load_hubert
+            from geneface.media.hubert import hubert_features, load_hubert
 
             features["hubert"] = hubert_features(load_hubert(cfg.hubert_dir), wave, num_frames)
         np.savez(work / "audio.npz", wave=wave, **features)
@@ -97,7 +98,7 @@ def process_speaker(video: str | Path, name: str, data_dir: str | Path,
 
     if not steps.done("pose"):
         t0 = time.perf_counter()
-        from geneface.process.pose import fit_head_pose
+        from geneface.processing.pose import fit_head_pose
 
         fit = fit_head_pose(tracking["landmarks478"], tracking["valid"], info.width, info.height)
         np.savez(work / "pose.npz", head_R=fit.head_R, head_t=fit.head_t, focal=fit.focal, c2w=fit.c2w,
@@ -128,9 +129,9 @@ def _check_input(info: VideoInfo, cfg: SpeakerProcessConfig) -> None:
 
 def _frames_pass(info: VideoInfo, work: Path, cfg: SpeakerProcessConfig) -> int:
     """Decode once; per frame: landmarks, person mask, labels, JPEG; feed the background plate."""
-    from geneface.process.background import BackgroundEstimator
-    from geneface.process.landmarks import FaceMeshDetector
-    from geneface.process.segmentation import PersonSegmenter, label_frame
+    from geneface.media.face_mesh import FaceMeshDetector
+    from geneface.processing.background import BackgroundEstimator
+    from geneface.processing.segmentation import PersonSegmenter, label_frame
 
     for sub in (contract.SPEAKER_FRAMES_DIR, contract.SPEAKER_LABELS_DIR):
         shutil.rmtree(work / sub, ignore_errors=True)
@@ -185,12 +186,12 @@ def _check_faces(info: VideoInfo, tracking: dict, cfg: SpeakerProcessConfig) -> 
 
 def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: dict,
               cfg: SpeakerProcessConfig) -> None:
-    from geneface.process.report import quality_stats, write_report
+    from geneface.processing.report import quality_stats, write_report
 
     audio = np.load(work / "audio.npz")
     pose = np.load(work / "pose.npz")
     num_frames = len(tracking["valid"])
-    from geneface.process.pose import interpolate_missing
+    from geneface.processing.pose import interpolate_missing
 
     valid = tracking["valid"]
     lm478 = tracking["landmarks478"] if valid.all() else \
@@ -210,7 +211,7 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
                           info.width, info.height)
     background = cv2.cvtColor(cv2.imread(str(work / "background.png")), cv2.COLOR_BGR2RGB)
     report_dir = work / "report"
-    write_report(report_dir, frame_fn=lambda i: _read_rgb(work / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
+    write_report(report_dir, frame_fn=lambda i: read_rgb(work / contract.SPEAKER_FRAMES_DIR / frame_name(i, "jpg")),
                  labels_fn=lambda i: cv2.imread(str(work / contract.SPEAKER_LABELS_DIR / frame_name(i, "png")),
                                                 cv2.IMREAD_UNCHANGED),
                  landmarks68=lm68, head_R=pose["head_R"], head_t=pose["head_t"], focal=float(pose["focal"]),
@@ -220,6 +221,3 @@ def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: d
                           images_from=work, extra_dirs=[report_dir], background=background,
                           focal=float(pose["focal"]), extra_meta=extra, jpeg_quality=cfg.jpeg_quality)
 
-
-def _read_rgb(path: Path) -> np.ndarray:
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)

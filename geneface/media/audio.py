@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from geneface.data.contract import SAMPLE_RATE
-from geneface.process.audio import fit_to_frames
-from geneface.process.errors import NoAudioError, UnreadableMediaError
-from geneface.process.video import ffmpeg_error_summary, ffmpeg_exe
+from geneface.media.errors import NoAudioError, UnreadableMediaError
+from geneface.media.features import fit_to_frames
+from geneface.media.ffmpeg import ffmpeg_error_summary, ffmpeg_exe
 from geneface.utils.io import atomic_path
 
 __all__ = ["load_audio", "write_wav", "audio_for_frames"]
