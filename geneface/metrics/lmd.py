@@ -1,6 +1,6 @@
 """LMD (landmark distance): how far the generated mouth shapes are from the real ones, in pixels.
 
-Definition (../shared/design/anchors.md): mouth landmarks (iBUG 68-point indices 48–67) detected on the
+Definition (docs/evaluation.md): mouth landmarks (iBUG 68-point indices 48–67) detected on the
 generated frame and on the ground-truth frame with the same detector, each set centred on its own mean
 (so head position does not count, only mouth shape), mean Euclidean pixel distance over the 20 points,
 averaged over frames. Frames where either side has no face are left out and reported as detection
