@@ -1,5 +1,5 @@
 """One config root: with only GENEFACE_OUTPUT_DIR set (the README: it moves outputs/ as a whole),
-processing writes the dataset where training then reads it."""
+processing writes the dataset where training then reads it, run from any directory."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_only_output_dir_set_processing_lands_where_radnerf_reads(tmp_path, monk
     configs = tmp_path / "configs"            # the speaker config processing writes goes here
     proc = subprocess.run([sys.executable, "-m", "geneface.process", "speaker=May_5s", f"video={MAY}",
                            f"configs_dir={configs}", "options.min_seconds=3", "options.progress=false"],
-                          cwd=REPO_ROOT, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True)
+                          cwd=tmp_path, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     dataset = out / "data" / "May_5s"
     assert (dataset / "meta.json").is_file(), f"processing did not write {dataset}:\n{proc.stderr[-2000:]}"
