@@ -206,3 +206,9 @@ def test_postnet_learns_and_selects_a_converged_checkpoint(synthetic_corpus, tmp
     lm3d = np.load(outputs["lm3d"])
     assert lm3d.shape == (75, 68, 3) and np.isfinite(lm3d).all()
     assert np.load(outputs["lm3d_normalized"]).shape == (75, 68, 3)
+
+
+def test_a_checkpoint_in_the_old_carried_format_names_the_way_out():
+    stage = _stage()
+    with pytest.raises(ValueError, match="train this stage again"):
+        stage.on_load_stage({"postnet_vae": {"config": {}, "state_dict": {}}})

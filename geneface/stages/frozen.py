@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 CARRIED_KEY = "carried"
+OLD_CARRIED_KEYS = ("torso_head", "postnet_vae")    # written before one way to carry existed
 
 
 class FrozenNets:
@@ -75,5 +76,10 @@ class FrozenNets:
         """Called by load_stage before the weights: rebuild the carried upstream stages."""
         from geneface.utils.checkpoints import load_stage
 
+        old = [key for key in OLD_CARRIED_KEYS if key in checkpoint]
+        if old:
+            raise ValueError(f"this {type(self).__name__} checkpoint carries its upstream net in the format of "
+                             f"geneface before the renderer-stage base (key {old[0]!r}); train this stage again "
+                             f"(its upstream checkpoints still load)")
         for name, stored in checkpoint.get(CARRIED_KEY, {}).items():
             self.carry(name, load_stage(stored), stored["geneface_config"])
