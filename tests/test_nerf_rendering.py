@@ -211,3 +211,39 @@ def test_gradients_fit_constant_colour():
     assert losses[-1] < 0.1 * losses[0]
     assert (torch.sigmoid(colour_logit) - target).abs().max() < 0.1
     assert log_sigma.item() > math.log(SIGMA)  # density grew toward the target's
+
+
+class OpaqueSphere(SphereField):
+    """A nearly opaque sphere (σ = 60, so a ray is done after a few samples) whose colour varies with
+    position, so the samples a marched ray leaves out would show if they mattered."""
+
+    def density(self, x):
+        return 60.0 * (x.norm(dim=-1) < RADIUS).float()
+
+    def __call__(self, x, d, ray_idx):
+        self.points += x.shape[0]
+        return {"density": self.density(x), "rgb": (x * 0.5 + 0.5).clamp(0, 1), "ambient": torch.ones(len(x), 2)}
+
+
+def test_marching_with_early_termination_matches_the_dense_path():
+    o, d = _camera_rays(32, 32, 32.0)
+    box = SceneBox([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    grid = OccupancyGrid(resolution=32, dilation=1)
+    grid.update(OpaqueSphere().density)
+    dense_field, marched_field = OpaqueSphere(), OpaqueSphere()
+    with torch.no_grad():
+        dense = render_rays(dense_field, box, o, d, BG, grid, num_samples=128, chunk=300)
+        marched = render_rays(marched_field, box, o, d, BG, grid, num_samples=128, chunk=300,
+                              min_transmittance=1e-4)
+    psnr = -10 * torch.log10(((marched.rgb - dense.rgb) ** 2).mean())
+    assert psnr > 60, psnr                                   # what is left out weighs < 1e-4 per ray
+    assert (marched.opacity - dense.opacity).abs().max() < 2e-4
+    assert torch.allclose(marched.depth, dense.depth, atol=1e-2)
+    assert marched_field.points < 0.5 * dense_field.points   # rays stop soon after they enter the sphere
+    assert marched.samples_per_ray == pytest.approx(marched_field.points / len(o))
+    miss = ~box.intersect(o, d)[2]
+    assert torch.equal(marched.rgb[miss], BG.expand(int(miss.sum()), 3))
+    # with gradients (training) the dense path runs whatever min_transmittance says
+    again = OpaqueSphere()
+    trained = render_rays(again, box, o, d, BG, grid, num_samples=128, min_transmittance=1e-4)
+    assert again.points == dense_field.points and torch.allclose(trained.rgb, dense.rgb, atol=1e-6)
