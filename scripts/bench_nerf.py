@@ -151,14 +151,14 @@ def main() -> None:
                         "CUDA as the reference, 8192 on CPU)")
     parser.add_argument("--samples", type=int, default=64, help="samples per ray before skipping")
     parser.add_argument("--profile", action="store_true", help="instead of timing: torch.profiler tables of "
-                        "3 training steps and one 512² render, per device, eager path")
+                        "3 training steps and one 512² render, per device, of the first of --paths")
     args = parser.parse_args()
     if args.profile:
         for device in args.devices:
             if device == "cuda" and not torch.cuda.is_available():
                 continue
             rays = args.rays or (65536 if device == "cuda" else 8192)
-            tables = bench(device, "eager", args.runs, rays, args.samples, profile=True)
+            tables = bench(device, args.paths[0], args.runs, rays, args.samples, profile=True)
             print_profile(f"training step, {rays} rays, 3 steps", tables["train"], device)
             print_profile("render, one 512² frame", tables["render"], device)
         return
