@@ -37,8 +37,9 @@ AABB = [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]        # the stage's default box, head 
 SIZE, FOCAL, DISTANCE = 512, 2048.0, 20.0       # cnn2-like framing: the head spans ~250 px
 
 
-def build(device: str, resolution: int = 128):
-    field = RadNerfField(LandmarkCondition(), GridEncoding(3), GridEncoding(2), SHEncoding(degree=4)).to(device)
+def build(device: str, resolution: int = 128, implementation: str = "torch"):
+    grids = [GridEncoding(d, implementation=implementation) for d in (3, 2)]
+    field = RadNerfField(LandmarkCondition(), *grids, SHEncoding(degree=4)).to(device)
     box = SceneBox(torch.tensor(AABB, device=device))
     occupancy = OccupancyGrid(resolution=resolution).to(device)
     radii = torch.tensor([0.9, 1.4, 1.0], device=device)
@@ -78,9 +79,9 @@ def print_profile(name: str, averages, device: str, top: int = 18) -> None:
 
 def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, profile: bool = False) -> dict:
     torch.manual_seed(0)
-    field, box, occupancy, c2w, head_density = build(device)
+    field, box, occupancy, c2w, head_density = build(device, implementation="cpp" if path == "cpp" else "torch")
     forward = torch.compile(field, dynamic=True) if path == "compiled" else field
-    min_transmittance = 1e-4 if path == "marched" else 0.0     # marched: early termination at render
+    min_transmittance = 1e-4 if path in ("marched", "cpp") else 0.0     # early termination at render
     optimizer = torch.optim.Adam(field.param_groups(5e-4), betas=(0.9, 0.999), eps=1e-15)
     window = torch.randn(1, 5, 204, device=device)
     amp = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
@@ -142,10 +143,11 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
-    parser.add_argument("--paths", nargs="+", default=["eager", "marched", "compiled"],
-                        choices=["eager", "marched", "compiled"],
+    parser.add_argument("--paths", nargs="+", default=["eager", "marched", "cpp", "compiled"],
+                        choices=["eager", "marched", "cpp", "compiled"],
                         help="eager: the dense torch reference; marched: eager with early ray termination "
-                             "when rendering frames (training is the dense path); compiled: torch.compile")
+                             "when rendering frames (training is the dense path); cpp: marched with the C++ "
+                             "grid encoding (CPU; elsewhere it is the torch one); compiled: torch.compile")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rays", type=int, default=None, help="rays per training step (default 65536 on "
                         "CUDA as the reference, 8192 on CPU)")

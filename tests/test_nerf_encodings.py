@@ -4,6 +4,7 @@ frequency encoding, implementation validation."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -148,7 +149,7 @@ def test_tiled_grid_fits_smooth_function(input_dim):
 
 
 def test_bad_implementation_and_options_raise():
-    assert available_implementations() == ("torch",)
+    assert available_implementations() == ("torch", "cpp")
     with pytest.raises(ValueError, match="torch"):
         GridEncoding(implementation="tcnn")
     with pytest.raises(ValueError):
@@ -229,3 +230,52 @@ def test_all_levels_pass_matches_per_level_pass(grid_type):
     x = torch.rand(300, 3) * 2 - 1
     batched = enc._levels((x + 1) * 0.5, 0, enc.num_levels).reshape(300, -1)
     assert torch.allclose(batched, enc(x))
+
+
+CPP_CASES = [dict(input_dim=3), dict(input_dim=2), dict(input_dim=3, grid_type="hash", log2_hashmap_size=12),
+             dict(input_dim=2, grid_type="hash", log2_hashmap_size=10, interpolation="smoothstep"),
+             dict(input_dim=3, interpolation="smoothstep")]
+
+
+@pytest.mark.parametrize("case", CPP_CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_cpp_backend_matches_the_torch_reference(case):
+    """The C++ kernel (built on first use) against the torch path: outputs, table and input gradients."""
+    from geneface.nerf.cpp.backend import extension
+
+    if extension() is None:
+        pytest.skip("the C++ extension could not be built here (the warning says why)")
+    torch.manual_seed(0)
+    ref = GridEncoding(**case, num_levels=8, desired_resolution=256)
+    fast = GridEncoding(**case, num_levels=8, desired_resolution=256, implementation="cpp")
+    with torch.no_grad():
+        ref.embeddings.normal_()
+        fast.embeddings.copy_(ref.embeddings)
+    x = (torch.rand(3000, case["input_dim"]) * 2.2 - 1.1).requires_grad_(True)    # some outside [-1, 1]
+    x_fast = x.detach().clone().requires_grad_(True)
+    out, out_fast = ref(x), fast(x_fast)
+    torch.testing.assert_close(out_fast, out, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    (out * grad).sum().backward()
+    (out_fast * grad).sum().backward()
+    torch.testing.assert_close(fast.embeddings.grad, ref.embeddings.grad, rtol=1e-5, atol=1e-5)
+    scale = x.grad.abs().max()
+    torch.testing.assert_close(x_fast.grad / scale, x.grad / scale, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():                                             # float64 positions: the torch path
+        torch.testing.assert_close(fast(x.detach().double()), ref(x.detach().double()))
+
+
+def test_cpp_backend_kill_switch_falls_back_with_one_warning(monkeypatch):
+    from geneface.nerf.cpp import backend
+
+    monkeypatch.setenv("GENEFACE_NO_CPP", "1")
+    monkeypatch.setattr(backend, "_state", {})
+    enc = GridEncoding(3, num_levels=4, desired_resolution=64, implementation="cpp")
+    ref = GridEncoding(3, num_levels=4, desired_resolution=64)
+    ref.load_state_dict(enc.state_dict())
+    x = torch.rand(100, 3) * 2 - 1
+    with pytest.warns(RuntimeWarning, match="GENEFACE_NO_CPP"):
+        out = enc(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                                 # once, not per call
+        torch.testing.assert_close(enc(x), ref(x))
+    torch.testing.assert_close(out, ref(x))
