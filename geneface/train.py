@@ -47,14 +47,22 @@ def _close_loggers(loggers: list) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
+    # Subnormal floats (an opaque head's transmittance gradients underflow into them) make CPU matrix
+    # products ~2x slower; flushing them to zero changes nothing a float32 model can tell. Only while
+    # training: the flag is global to the thread, and MediaPipe's XNNPack fails under it.
+    torch.set_flush_denormal(True)
+    try:
+        return _train(cfg)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         # Sweep jobs must not share the stage's stable checkpoints: each keeps its own.
         with open_dict(cfg):
             cfg.paths.ckpt_dir = str(Path(cfg.paths.run_dir) / "checkpoints")
     L.seed_everything(cfg.seed, workers=True)
-    # Subnormal floats (an opaque head's transmittance gradients underflow into them) make CPU matrix
-    # products several times slower; flushing them to zero changes nothing a float32 model can tell.
-    torch.set_flush_denormal(True)
 
     datamodule: L.LightningDataModule = instantiate(cfg.stage.data)
     model: L.LightningModule = instantiate(cfg.stage.model)
