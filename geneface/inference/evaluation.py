@@ -35,7 +35,7 @@ from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
-from geneface.metrics.image import ImageMetrics
+from geneface.metrics.image import ImageMetrics, mask_box
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
 from geneface.metrics.sync import sync_score
 from geneface.processing.pose import fit_head_pose
@@ -141,7 +141,10 @@ class ImageScores:
         pred, target = self._tensor(frame), self._tensor(real)                              # [H, W, 3]
         for name in ("psnr_full", "ssim_full"):
             self.metrics.update(name, pred, target)
-        self.metrics.update_in_box(("psnr_head", "ssim_head"), pred, target, torch.from_numpy(head_mask))
+        box = mask_box(torch.from_numpy(head_mask))
+        if box is not None:
+            for name in ("psnr_head", "ssim_head"):
+                self.metrics.update(name, pred[box], target[box])
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8

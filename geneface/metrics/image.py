@@ -55,13 +55,6 @@ class ImageMetrics(nn.Module):
     def update(self, name: str, pred: Tensor, target: Tensor) -> None:
         self.metrics[self._key(name)].update(as_batch(pred), as_batch(target))
 
-    def update_in_box(self, names: tuple[str, ...], pred: Tensor, target: Tensor, mask: Tensor) -> None:
-        """Score `names` on the bounding box of `mask` [H, W] bool; nothing when the mask is empty."""
-        box = mask_box(mask)
-        if box is not None:
-            for name in names:
-                self.update(name, pred[box], target[box])
-
     def compute(self) -> dict[str, float]:
         return {n: float(m.compute()) for n, m in ((n, self.metrics[self._key(n)]) for n in self.names)
                 if m.update_count}

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from geneface.nerf.cpp import backend as cpp_backend   # builds nothing until asked
+
 __all__ = ["GridEncoding", "SHEncoding", "FrequencyEncoding", "available_implementations"]
 
 # "torch": the reference, everywhere torch runs. "cpp": a C++/OpenMP kernel for float32 on the CPU
@@ -151,9 +153,7 @@ class GridEncoding(nn.Module):
         if (self.implementation != "cpp" or x01.device.type != "cpu" or x01.dtype != torch.float32
                 or self.embeddings.dtype != torch.float32):
             return None
-        from geneface.nerf.cpp.backend import extension
-
-        return extension()
+        return cpp_backend.extension()
 
     def _levels(self, x01: Tensor, l0: int, l1: int) -> Tensor:
         """Interpolated features of levels l0..l1−1: x01 [N, D] in [0,1] → [N, l1−l0, C]."""

@@ -14,6 +14,7 @@ structure; the [N, S] bookkeeping is cheap next to the field.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,14 +59,13 @@ def render_rays(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: T
     """
     n = origins.shape[0]
     background = background.to(origins).expand(n, 3)
-    march = min_transmittance > 0 and not perturb and not torch.is_grad_enabled()
-    render = _march if march else _render
-    extra = (min_transmittance,) if march else ()
+    render = _render
+    if min_transmittance > 0 and not perturb and not torch.is_grad_enabled():
+        render = functools.partial(_march, min_transmittance=min_transmittance)
     if chunk is None or n <= chunk:
-        return render(field_fn, box, origins, directions, background, occupancy, num_samples,
-                      perturb, min_near, *extra)
+        return render(field_fn, box, origins, directions, background, occupancy, num_samples, perturb, min_near)
     parts = [render(field_fn, box, origins[s:s + chunk], directions[s:s + chunk],
-                    background[s:s + chunk], occupancy, num_samples, perturb, min_near, *extra)
+                    background[s:s + chunk], occupancy, num_samples, perturb, min_near)
              for s in range(0, n, chunk)]
     keys = set().union(*(p.extras for p in parts))          # a marched chunk may evaluate nothing
     return RenderOutput(
@@ -111,13 +111,8 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
 
     result = composite(sigma, rgb, t, delta, background)
 
-    extras = {}
-    for key, value in out.items():
-        if key in (FieldOutput.DENSITY, FieldOutput.RGB):
-            continue
-        v = value.abs()
-        per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v  # [M]
-        extras[key] = per_sample.new_zeros(n).index_add(0, ray_idx, per_sample)  # [N]
+    extras: dict[FieldOutput, Tensor] = {}
+    _add_extras(extras, out, ray_idx, n)
     result.samples_per_ray, result.extras = idx.shape[0] / max(n, 1), extras
     return result
 
@@ -130,65 +125,59 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
            occupancy: OccupancyGrid | None, num_samples: int, perturb: bool, min_near: float,
            min_transmittance: float) -> RenderOutput:
     """The midpoint samples of _render, evaluated front to back MARCH_SEGMENT at a time for the rays
-    still transparent (no grad; see render_rays)."""
+    still transparent (no grad; see render_rays). Each segment is composited from its own start and
+    attenuated by the transmittance the ray has left."""
     n, s = origins.shape[0], num_samples
     near, far, hit = box.intersect(origins, directions, min_near)          # [N] ×3
     span = far - near
     u = (torch.arange(s, device=origins.device, dtype=origins.dtype) + 0.5) / s   # [S]
-    delta = span / s                                                         # [N] all δ equal at midpoints
+    rays = hit.nonzero().squeeze(-1)                                         # [A] rays that cross the box
+    t_all = near[rays, None] + span[rays, None] * u                         # [A, S]
+    delta_all = (span[rays] / s)[:, None].expand(-1, MARCH_SEGMENT)          # [A, k] all δ equal at midpoints
+    x_all = box.normalize(origins[rays, None] + t_all[..., None] * directions[rays, None])   # [A, S, 3]
+    keep_all = (x_all.abs() <= 1.0).all(-1)                                 # [A, S]
+    if occupancy is not None:
+        keep_all &= occupancy.occupied_at(x_all.reshape(-1, 3)).view(len(rays), s)
+    rows = keep_all.any(-1).nonzero().squeeze(-1)    # rows of the rays that meet an occupied cell: [R]
 
-    def samples(rays: Tensor, lo: int, hi: int) -> tuple[Tensor, Tensor]:
-        t = near[rays, None] + span[rays, None] * u[lo:hi]                   # [A, k]
-        x_n = box.normalize(origins[rays, None] + t[..., None] * directions[rays, None])   # [A, k, 3]
-        return t, x_n
-
-    # rays that cross at least one occupied cell (the rest of the frame is background or torso)
-    rays = hit.nonzero().squeeze(-1)                                         # [A]
-    if len(rays):
-        _, x_all = samples(rays, 0, s)
-        keep_all = (x_all.abs() <= 1.0).all(-1)                             # [A, S]
-        if occupancy is not None:
-            keep_all &= occupancy.occupied_at(x_all.reshape(-1, 3)).view(len(rays), s)
-        any_kept = keep_all.any(-1)
-        rays, keep_all = rays[any_kept], keep_all[any_kept]
-        del x_all
-    rgb = origins.new_zeros(n, 3)
-    depth = origins.new_zeros(n)
-    trans = origins.new_ones(n)                                              # [N] transmittance so far
-    extras: dict = {}
+    rgb, depth = origins.new_zeros(n, 3), origins.new_zeros(n)
+    trans = origins.new_ones(n)                                              # [N] transmittance left
+    extras: dict[FieldOutput, Tensor] = {}
     evaluated = 0
     for lo in range(0, s, MARCH_SEGMENT):
-        if len(rays) == 0:
+        if len(rows) == 0:
             break
         hi = min(lo + MARCH_SEGMENT, s)
-        keep = keep_all[:, lo:hi]                                            # [A, k]
-        idx = keep.reshape(-1).nonzero().squeeze(-1)                         # [M] into [A·k]
+        k, ids = hi - lo, rays[rows]                                         # ids: [R] into the N rays
+        idx = keep_all[rows, lo:hi].reshape(-1).nonzero().squeeze(-1)        # [M] into [R·k]
         if len(idx):
-            k = hi - lo
-            t, x_n = samples(rays, lo, hi)
-            local = idx // k                                                 # [M] row in rays
-            out = field_fn(x_n.reshape(-1, 3)[idx], directions[rays[local]], rays[local])
+            local = idx // k                                                 # [M] row of rows
+            t = t_all[rows, lo:hi]                                           # [R, k]
+            out = field_fn(x_all[rows, lo:hi].reshape(-1, 3)[idx], directions[ids[local]], ids[local])
             evaluated += len(idx)
-            sigma = out[FieldOutput.DENSITY].reshape(-1)
-            sigma = sigma.new_zeros(len(rays) * k).index_put((idx,), sigma).view(-1, k)   # [A, k]
-            colour = out[FieldOutput.RGB].reshape(-1, 3)
-            colour = colour.new_zeros(len(rays) * k, 3).index_put((idx,), colour).view(-1, k, 3)
-            tau = sigma.to(t) * delta[rays, None]                              # [A, k]
-            before = trans[rays, None] * torch.exp(-(torch.cumsum(tau, -1) - tau))   # exclusive T
-            w = (1.0 - torch.exp(-tau)) * before                             # [A, k]
-            rgb[rays] += (w[..., None] * colour.to(t)).sum(1)
-            depth[rays] += (w * t).sum(1)
-            trans[rays] = trans[rays] * torch.exp(-tau.sum(-1))
-            for key, value in out.items():
-                if key not in (FieldOutput.DENSITY, FieldOutput.RGB):
-                    v = value.abs()
-                    per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v
-                    extras[key] = extras.get(key, per_sample.new_zeros(n)).index_add(0, rays[local], per_sample)
-        going = trans[rays] > min_transmittance
-        rays, keep_all = rays[going], keep_all[going]
-    opacity = 1.0 - trans
-    return RenderOutput(rgb=rgb + trans[:, None] * background, opacity=opacity, depth=depth,
+            sigma = out[FieldOutput.DENSITY].reshape(-1).to(t)
+            sigma = sigma.new_zeros(len(rows) * k).index_put((idx,), sigma).view(-1, k)        # [R, k]
+            colour = out[FieldOutput.RGB].reshape(-1, 3).to(t)
+            colour = colour.new_zeros(len(rows) * k, 3).index_put((idx,), colour).view(-1, k, 3)
+            part = composite(sigma, colour, t, delta_all[rows, :k], t.new_zeros(len(rows), 3))
+            left = trans[ids]
+            rgb[ids] += left[:, None] * part.rgb
+            depth[ids] += left * part.depth
+            trans[ids] = left * (1.0 - part.opacity)
+            _add_extras(extras, out, ids[local], n)
+        rows = rows[trans[rays[rows]] > min_transmittance]
+    return RenderOutput(rgb=rgb + trans[:, None] * background, opacity=1.0 - trans, depth=depth,
                         samples_per_ray=evaluated / max(n, 1), extras=extras)
+
+
+def _add_extras(extras: dict, out: dict, ray_idx: Tensor, n: int) -> None:
+    """Add each extra field output (not density or rgb) as Σ |value| per ray over the evaluated samples."""
+    for key, value in out.items():
+        if key in (FieldOutput.DENSITY, FieldOutput.RGB):
+            continue
+        v = value.abs()
+        per_sample = v.flatten(1).sum(-1) if v.dim() > 1 else v            # [M]
+        extras[key] = extras.get(key, per_sample.new_zeros(n)).index_add(0, ray_idx, per_sample)   # [N]
 
 
 def composite(density: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, background: Tensor) -> RenderOutput:

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.occupancy import OccupancyGrid
@@ -116,9 +117,11 @@ class RadNerfStage(RendererStage):
     # ---------------------------------------------------------------- validation
     def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         rgb, _ = self.render_image(batch["c2w"], batch["window"], batch["background"], latent_index=0)
-        target, head = batch["rgb"], batch["head_mask"]
-        return rgb, {"val/psnr": (rgb, target, head), "val/ssim": (rgb, target, head),
-                     "val/psnr_full": (rgb, target)}
+        target, scored = batch["rgb"], {"val/psnr_full": (rgb, batch["rgb"])}
+        box = mask_box(batch["head_mask"])                                     # the head's bounding box
+        if box is not None:
+            scored.update({"val/psnr": (rgb[box], target[box]), "val/ssim": (rgb[box], target[box])})
+        return rgb, scored
 
     def param_groups(self) -> list[dict]:
         return self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)

@@ -134,18 +134,16 @@ class RendererStage(L.LightningModule):
 
     # ---------------------------------------------------------------- validation
     def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
-        """→ (the val render [H, W, 3], {metric name: (pred, target) or (pred, target, box mask [H, W])})."""
+        """→ (the val render [H, W, 3], {metric name: (pred, target) [H, W, 3]}); a metric of a region
+        (the head box) gets the cropped images, or is left out of the dict when the region is empty."""
         raise NotImplementedError
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         rgb, scored = self.validation_images(batch)
         target = batch["rgb"]
         self.log("val/loss", F.mse_loss(rgb, target), batch_size=1)
-        for name, (pred, truth, *mask) in scored.items():
-            if mask:
-                self.val_metrics.update_in_box((name,), pred, truth, mask[0])
-            else:
-                self.val_metrics.update(name, pred, truth)
+        for name, (pred, truth) in scored.items():
+            self.val_metrics.update(name, pred, truth)
         if batch_idx < self.val_images:
             self.save_render(rgb, target, int(batch["frame"]))
 

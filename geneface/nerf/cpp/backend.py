@@ -20,6 +20,8 @@ _state: dict = {}
 
 def extension():
     """The compiled module (forward/backward of the grid encoding), or None when it cannot be had."""
+    if "module" in _state:                           # the hot path: every grid forward asks
+        return _state["module"]
     with _lock:
         if "module" not in _state:
             _state["module"] = _build()

@@ -49,7 +49,7 @@ inline void locate(const float* x, const Level& lv, bool smoothstep, int64_t cel
 }
 
 template <int D>
-inline int64_t corner_row(const int64_t cell[D], int k, const Level& lv) {
+inline int64_t corner_row(const int64_t* cell, int k, const Level& lv) {
   int64_t index;
   if (lv.hashed) {
     uint32_t h = 0;
@@ -67,10 +67,27 @@ inline int64_t corner_row(const int64_t cell[D], int k, const Level& lv) {
 }
 
 template <int D>
-inline float corner_weight(const float w1[D], int k) {
+inline float corner_weight(const float* w1, int k) {
   float w = 1.0f;
   for (int d = 0; d < D; ++d) w *= ((k >> d) & 1) ? w1[d] : 1.0f - w1[d];
   return w;
+}
+
+// body(level index, point index, level, cell, w1, dw1) for every point at every level; OpenMP splits
+// the levels, so a body may write to the rows of its own level without atomics.
+template <int D, typename Body>
+void for_each_point(const float* x, int64_t n, const std::vector<Level>& levels, bool smoothstep, Body body) {
+  const int64_t num_levels = static_cast<int64_t>(levels.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t l = 0; l < num_levels; ++l) {
+    const Level lv = levels[l];
+    int64_t cell[D];
+    float w1[D], dw1[D];
+    for (int64_t i = 0; i < n; ++i) {
+      locate<D>(x + i * D, lv, smoothstep, cell, w1, dw1);
+      body(l, i, lv, cell, w1, dw1);
+    }
+  }
 }
 
 template <int D>
@@ -81,21 +98,15 @@ torch::Tensor forward_impl(const torch::Tensor& x01, const torch::Tensor& table,
   const float* x = x01.data_ptr<float>();
   const float* emb = table.data_ptr<float>();
   float* o = out.data_ptr<float>();
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t l = 0; l < num_levels; ++l) {
-    const Level lv = levels[l];
-    int64_t cell[D];
-    float w1[D], dw1[D];
-    for (int64_t i = 0; i < n; ++i) {
-      locate<D>(x + i * D, lv, smoothstep, cell, w1, dw1);
-      float* dst = o + (i * num_levels + l) * c;
-      for (int k = 0; k < (1 << D); ++k) {
-        const float w = corner_weight<D>(w1, k);
-        const float* row = emb + corner_row<D>(cell, k, lv) * c;
-        for (int j = 0; j < c; ++j) dst[j] += w * row[j];
-      }
-    }
-  }
+  for_each_point<D>(x, n, levels, smoothstep,
+                    [&](int64_t l, int64_t i, const Level& lv, const int64_t* cell, const float* w1, const float*) {
+                      float* dst = o + (i * num_levels + l) * c;
+                      for (int k = 0; k < (1 << D); ++k) {
+                        const float w = corner_weight<D>(w1, k);
+                        const float* row = emb + corner_row<D>(cell, k, lv) * c;
+                        for (int j = 0; j < c; ++j) dst[j] += w * row[j];
+                      }
+                    });
   return out;
 }
 
@@ -111,37 +122,32 @@ std::vector<torch::Tensor> backward_impl(const torch::Tensor& grad, const torch:
   const float* g = grad.data_ptr<float>();
   float* gt = grad_table.data_ptr<float>();
   float* gx = need_x ? grad_x.data_ptr<float>() : nullptr;
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t l = 0; l < num_levels; ++l) {
-    const Level lv = levels[l];
-    int64_t cell[D];
-    float w1[D], dw1[D];
-    for (int64_t i = 0; i < n; ++i) {
-      locate<D>(x + i * D, lv, smoothstep, cell, w1, dw1);
-      const float* go = g + (i * num_levels + l) * c;
-      float dpos[D] = {0.0f};
-      for (int k = 0; k < (1 << D); ++k) {
-        const int64_t r = corner_row<D>(cell, k, lv);
-        const float w = corner_weight<D>(w1, k);
-        float* dst = gt + r * c;
-        float dot = 0.0f;
-        for (int j = 0; j < c; ++j) {
-          dst[j] += w * go[j];
-          dot += go[j] * emb[r * c + j];
-        }
-        if (need_x) {
-          for (int d = 0; d < D; ++d) {
-            float dw = ((k >> d) & 1) ? dw1[d] : -dw1[d];
-            for (int e = 0; e < D; ++e)
-              if (e != d) dw *= ((k >> e) & 1) ? w1[e] : 1.0f - w1[e];
-            dpos[d] += dot * dw;
-          }
-        }
-      }
-      if (need_x)
-        for (int d = 0; d < D; ++d) gx[(l * n + i) * D + d] = dpos[d] * static_cast<float>(lv.res);
-    }
-  }
+  for_each_point<D>(x, n, levels, smoothstep,
+                    [&](int64_t l, int64_t i, const Level& lv, const int64_t* cell, const float* w1,
+                        const float* dw1) {
+                    const float* go = g + (i * num_levels + l) * c;
+                    float dpos[D] = {0.0f};
+                    for (int k = 0; k < (1 << D); ++k) {
+                      const int64_t r = corner_row<D>(cell, k, lv);
+                      const float w = corner_weight<D>(w1, k);
+                      float* dst = gt + r * c;
+                      float dot = 0.0f;
+                      for (int j = 0; j < c; ++j) {
+                        dst[j] += w * go[j];
+                        dot += go[j] * emb[r * c + j];
+                      }
+                      if (need_x) {
+                        for (int d = 0; d < D; ++d) {
+                          float dw = ((k >> d) & 1) ? dw1[d] : -dw1[d];
+                          for (int e = 0; e < D; ++e)
+                            if (e != d) dw *= ((k >> e) & 1) ? w1[e] : 1.0f - w1[e];
+                          dpos[d] += dot * dw;
+                        }
+                      }
+                    }
+                    if (need_x)
+                      for (int d = 0; d < D; ++d) gx[(l * n + i) * D + d] = dpos[d] * static_cast<float>(lv.res);
+                    });
   if (need_x) return {grad_table, grad_x.sum(0)};
   return {grad_table, torch::Tensor()};
 }
