@@ -81,9 +81,9 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
     torch.manual_seed(0)
     field, box, occupancy, c2w, head_density = build(device, implementation="cpp" if path == "cpp" else "torch")
     forward = torch.compile(field, dynamic=True) if path == "compiled" else field
-    min_transmittance = 1e-4 if path in ("marched", "cpp") else 0.0     # early termination at render
+    min_transmittance = 1e-4 if path != "eager" else 0.0     # early ray termination (training and frames)
     torch.set_flush_denormal(path != "eager")       # as geneface.train does now; eager is the old reference
-    optimizer = torch.optim.Adam(field.param_groups(5e-4), betas=(0.9, 0.999), eps=1e-15)
+    optimizer = torch.optim.Adam(field.param_groups(5e-4), betas=(0.9, 0.999), eps=1e-15, fused=path != "eager")
     window = torch.randn(1, 5, 204, device=device)
     amp = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
@@ -103,7 +103,8 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
         with amp:
             cond = field.condition(window)
             out = render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
-                              torch.zeros(num_rays, 3, device=device), occupancy, num_samples, perturb=True)
+                              torch.zeros(num_rays, 3, device=device), occupancy, num_samples, perturb=True,
+                              min_transmittance=min_transmittance)
             loss = torch.nn.functional.mse_loss(out.rgb.float(), target)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:

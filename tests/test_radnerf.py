@@ -144,14 +144,14 @@ def test_early_ray_termination_matches_the_dense_render(trained_head):
     matches the dense reference path (every kept sample) to ≥ 40 dB, with fewer samples evaluated."""
     tmp, root, _ = trained_head
     model = load_stage(tmp / "demo" / "radnerf" / "best.ckpt")
-    assert model.render_min_transmittance == pytest.approx(1e-4)       # the default renders marched
+    assert model.min_transmittance == pytest.approx(1e-4)       # the default renders marched
     images = SpeakerImages(root)
     frame = images.num_train + 2
     c2w, window = images.c2w[frame], condition_windows(images.landmarks, torch.tensor([frame]), 5, "edge")[0]
     background = torch.from_numpy(images.plate).float() / 255
     renders, samples = {}, {}
     for name, min_transmittance in (("dense", 0.0), ("marched", 1e-4)):
-        model.render_min_transmittance = min_transmittance
+        model.min_transmittance = min_transmittance
         with torch.no_grad():
             cond, latent = model.condition(window[None]), model.field.latents[0][None]
             out = model.render_rays(c2w, image_pixels(model.height, model.width), background.reshape(-1, 3),

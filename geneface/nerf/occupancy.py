@@ -122,6 +122,21 @@ class OccupancyGrid(nn.Module):
         flat = (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]  # [M]
         return self.occupied.view(-1)[flat] & inside
 
+    def occupied_bounds(self) -> tuple[Tensor, Tensor] | None:
+        """The occupied cells' bounding box in normalised coordinates, (lo [3], hi [3]) cell edges, or
+        None when no cell is occupied. Marching lays out samples only inside it."""
+        r = self.resolution
+        extent = []
+        for axis in range(3):
+            others = tuple(d for d in range(3) if d != axis)
+            cells = self.occupied.any(dim=others).nonzero().squeeze(-1)        # [≤R] occupied slices
+            if len(cells) == 0:
+                return None
+            extent.append((cells[0], cells[-1] + 1))
+        lo = torch.stack([e[0] for e in extent]).float() * (2.0 / r) - 1.0
+        hi = torch.stack([e[1] for e in extent]).float() * (2.0 / r) - 1.0
+        return lo, hi
+
     def stats(self) -> dict[str, float]:
         """For logging: fraction occupied, mean density over seen cells, fraction seen."""
         seen = self.density >= 0

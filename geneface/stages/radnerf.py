@@ -30,14 +30,14 @@ class RadNerfStage(RendererStage):
                  lr_decay_steps: int = 250_000, num_samples: int = 64, lambda_entropy: float = 1e-4,
                  lambda_ambient: float = 0.1, ambient_ramp_steps: int = 250_000,
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
-                 render_chunk: int = 65536, val_images: int = 4, render_min_transmittance: float = 1e-4):
+                 render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
         self.grid_lr_scale, self.smoother_lr_scale, self.num_samples = grid_lr_scale, smoother_lr_scale, num_samples
         self.lambda_entropy, self.lambda_ambient, self.ambient_ramp_steps = lambda_entropy, lambda_ambient, ambient_ramp_steps
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
-        self.render_min_transmittance = render_min_transmittance     # whole frames: early ray termination
+        self.min_transmittance = min_transmittance     # early ray termination, training and frames
 
     # ---------------------------------------------------------------- set-up
     @property
@@ -72,7 +72,7 @@ class RadNerfStage(RendererStage):
 
         return render_rays(field_fn, self.box, origins, directions, background, self.occupancy,
                            num_samples=self.num_samples, perturb=perturb, chunk=chunk,
-                           min_transmittance=self.render_min_transmittance)
+                           min_transmittance=self.min_transmittance)
 
     @torch.no_grad()
     def render_image(self, c2w: torch.Tensor, window: torch.Tensor, background: torch.Tensor,

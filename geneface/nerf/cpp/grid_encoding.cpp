@@ -15,6 +15,7 @@ constexpr uint32_t kPrimes[3] = {1u, 2654435761u, 805459861u};
 struct Level {
   int64_t res, size, offset;
   bool hashed;
+  int64_t mask;  // size − 1 when size is a power of two (then "mod size" is a mask), else −1
 };
 
 std::vector<Level> levels_of(const torch::Tensor& offsets, const torch::Tensor& res, const torch::Tensor& sizes,
@@ -24,7 +25,7 @@ std::vector<Level> levels_of(const torch::Tensor& offsets, const torch::Tensor& 
   auto s = sizes.accessor<int64_t, 1>();
   auto h = use_hash.accessor<bool, 1>();
   std::vector<Level> out(r.size(0));
-  for (int64_t l = 0; l < r.size(0); ++l) out[l] = {r[l], s[l], off[l], h[l]};
+  for (int64_t l = 0; l < r.size(0); ++l) out[l] = {r[l], s[l], off[l], h[l], (s[l] & (s[l] - 1)) ? -1 : s[l] - 1};
   return out;
 }
 
@@ -63,7 +64,10 @@ inline int64_t corner_row(const int64_t* cell, int k, const Level& lv) {
       stride *= lv.res + 1;
     }
   }
-  return index % lv.size + lv.offset;
+  // an integer division per corner is the kernel's dearest instruction: a lattice that fits needs
+  // none, and a level that does not fit has a power-of-two size (grid_level_sizes)
+  if (index >= lv.size) index = lv.mask >= 0 ? (index & lv.mask) : index % lv.size;
+  return index + lv.offset;
 }
 
 template <int D>
