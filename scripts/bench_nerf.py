@@ -92,7 +92,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
 
     def field_fn_for(cond, latent):
         def field_fn(x, d, idx):                # the untrained field, made as opaque as a trained head
-            out = forward(x, d, cond.expand(len(x), -1), latent.expand(len(x), -1))
+            out = forward(x, d, cond, latent)
             return {**out, FieldOutput.DENSITY: out[FieldOutput.DENSITY] + head_density(x).to(out[FieldOutput.DENSITY])}
         return field_fn
 

@@ -279,7 +279,7 @@ def test_marched_training_matches_the_dense_gradients():
     # a density parameter shared by every sample also sees, through T, the rays' left-out tails
     # (weight < 1e-4 each, derivative ~ τ·T): measured 1.3% off
     assert scale == pytest.approx(dense_scale, rel=0.03)
-    assert torch.allclose(tint, dense_tint, rtol=1e-3, atol=1e-4), (tint, dense_tint)
+    assert torch.allclose(tint, dense_tint, rtol=1e-3, atol=1e-3), (tint, dense_tint)   # of gradients ~1–4
     assert points < 0.5 * dense_points
 
     seen = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 def layer_dims(in_dim: int, out_dim: int, hidden: int, layers: int) -> list[int]:
@@ -44,3 +45,12 @@ def mlp(dims: Sequence[int], activation: str = "relu", negative_slope: float = 0
         if not last or last_activation:
             modules.append(nn.ReLU(inplace=True) if activation == "relu" else nn.LeakyReLU(negative_slope))
     return nn.Sequential(*modules)
+
+
+def mlp_with_shared_input(net: nn.Sequential, varying: Tensor, shared: Tensor) -> Tensor:
+    """net(cat([varying, shared], -1)) where shared [1, S] is the same for every row of varying [M, V]
+    (one frame's condition or appearance code): its share of the first layer is computed once, not
+    M times, and the [M, V+S] concatenation is never built. shared may also be [M, S]."""
+    first, v = net[0], varying.shape[-1]
+    hidden = F.linear(varying, first.weight[:, :v], first.bias) + F.linear(shared.to(varying.dtype), first.weight[:, v:])
+    return net[1:](hidden)

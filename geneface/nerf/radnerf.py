@@ -13,7 +13,7 @@ from torch import nn
 from geneface.nerf.condition import LandmarkCondition
 from geneface.nerf.encodings import GridEncoding, SHEncoding
 from geneface.nerf.fields import FieldOutput
-from geneface.nerf.mlp import layer_dims, mlp
+from geneface.nerf.mlp import layer_dims, mlp, mlp_with_shared_input
 
 
 class _TruncExp(torch.autograd.Function):
@@ -55,22 +55,22 @@ class RadNerfField(nn.Module):
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 
     def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # x [M, 3] normalised, cond [M, C] → density [M], geometry feature [M, G], ambient [M, 2]
+        # x [M, 3] normalised, cond [1, C] (one frame's, or [M, C]) → density [M], geometry [M, G], ambient [M, 2]
         pos = self.position_encoding(x)
-        ambient = torch.tanh(self.ambient_net(torch.cat([pos, cond.to(pos.dtype)], -1)))
+        ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond))
         amb = self.ambient_encoding(ambient)
         h = self.sigma_net(torch.cat([pos, amb], -1))
         return trunc_exp(h[:, 0]), h[:, 1:], ambient
 
     def density(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.geometry(x, cond.expand(len(x), -1))[0]
+        return self.geometry(x, cond)[0]
 
     def forward(self, x: torch.Tensor, directions: torch.Tensor, cond: torch.Tensor,
                 latent: torch.Tensor) -> dict[str, torch.Tensor]:
-        # x, directions [M, 3]; cond [M, C]; latent [M, latent_dim]
+        # x, directions [M, 3]; cond [1, C]; latent [1, latent_dim] (one frame's; or [M, ·] each)
         sigma, geo, ambient = self.geometry(x, cond)
         view = self.direction_encoding(directions)
-        rgb = torch.sigmoid(self.color_net(torch.cat([view, geo, latent.to(geo.dtype)], -1)))
+        rgb = torch.sigmoid(mlp_with_shared_input(self.color_net, torch.cat([view, geo], -1), latent))
         return {FieldOutput.DENSITY: sigma, FieldOutput.RGB: rgb.float(), FieldOutput.AMBIENT: ambient.float()}
 
     def param_groups(self, lr: float, grid_lr_scale: float = 10.0, smoother_lr_scale: float = 5.0) -> list[dict]:

@@ -119,15 +119,31 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
     return result
 
 
-MARCH_SEGMENT = 8    # samples per ray evaluated per pass by _march: small enough to stop soon after a
-                     # ray turns opaque, large enough that a pass keeps the field's batches big
+MARCH_SEGMENTS = (2, 2, 2, 2, 4, 8)   # samples per ray evaluated per pass by _march, counted from each
+                                      # ray's first occupied sample, the last size repeated: an opaque
+                                      # surface stops a ray within a few samples (measured on the bench
+                                      # head: 1.04 samples/ray over a 512² frame, 1.46 with passes of 8);
+                                      # translucent rays go on in bigger passes, keeping batches big
+
+
+def _segments(k: int):
+    """The pass sizes of _march over a window of k samples."""
+    done = 0
+    for seg in MARCH_SEGMENTS:
+        if done >= k:
+            return
+        yield seg
+        done += seg
+    while done < k:
+        yield MARCH_SEGMENTS[-1]
+        done += MARCH_SEGMENTS[-1]
 
 
 def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor, background: Tensor,
            occupancy: OccupancyGrid | None, num_samples: int, perturb: bool, min_near: float,
            min_transmittance: float) -> RenderOutput:
-    """The samples of _render, evaluated front to back MARCH_SEGMENT at a time for the rays still
-    transparent (see render_rays), then composited densely as _render does, with or without grad.
+    """The samples of _render, evaluated front to back a few at a time (MARCH_SEGMENTS) for the rays
+    still transparent (see render_rays), then composited densely as _render does, with or without grad.
 
     Only each ray's window of sample indices that can fall inside the occupied cells' bounding box is
     laid out, so pixels whose ray meets no occupied cell cost one box test. The transmittance that
@@ -158,18 +174,23 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
 
     trans = origins.new_ones(a)                                              # [A] transmittance left
     rows = keep.any(-1).nonzero().squeeze(-1)                                # [R] rows still marching
+    start = keep.to(torch.uint8).argmax(-1)                                  # [A] each row's first kept sample
     flat, sigmas, colours = [], [], []
     training = torch.is_grad_enabled()
     with torch.no_grad():
-        for lo in range(0, k, MARCH_SEGMENT):
+        lo = 0
+        for seg in _segments(k):
             if len(rows) == 0:
                 break
-            hi = min(lo + MARCH_SEGMENT, k)
-            seg = hi - lo
-            local = keep[rows, lo:hi].reshape(-1).nonzero().squeeze(-1)      # [M] into [R·seg]
+            col = start[rows, None] + torch.arange(lo, lo + seg, device=origins.device)   # [R, seg] from each row's first
+            lo += seg
+            inside = col < k
+            col = col.clamp(max=k - 1)
+            local = (inside & keep[rows[:, None], col]).reshape(-1).nonzero().squeeze(-1)   # [M] into [R·seg]
             if len(local) == 0:
+                rows = rows[(start[rows] + lo) < k]
                 continue
-            row, col = rows[local // seg], lo + local % seg                  # [M] ×2 into [A, K]
+            row, col = rows[local // seg], col.reshape(-1)[local]           # [M] ×2 into [A, K]
             out = field_fn(x[row, col], directions[rays[row]], rays[row])
             sigma = out[FieldOutput.DENSITY].reshape(-1).to(t)
             flat.append(row * k + col)
@@ -178,7 +199,7 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
             if not training:
                 _add_extras(extras, out, rays[row], n)
             trans *= torch.exp(-sigma.new_zeros(a).index_add_(0, row, sigma * delta[row, col]))
-            rows = rows[trans[rows] > min_transmittance]
+            rows = rows[(trans[rows] > min_transmittance) & ((start[rows] + lo) < k)]
     if not flat:
         return RenderOutput(rgb=rgb, opacity=opacity, depth=depth, samples_per_ray=0.0, extras=extras)
     if training:

@@ -68,7 +68,7 @@ class RadNerfStage(RendererStage):
         origins, directions = pixel_rays(c2w, focal, cx, cy, pixels)
 
         def field_fn(x, d, ray_index):
-            return self.field(x, d, cond.expand(len(x), -1), latent.expand(len(x), -1))
+            return self.field(x, d, cond, latent)                     # one frame: [1, C], [1, L]
 
         return render_rays(field_fn, self.box, origins, directions, background, self.occupancy,
                            num_samples=self.num_samples, perturb=perturb, chunk=chunk,
