@@ -77,7 +77,8 @@ def print_profile(name: str, averages, device: str, top: int = 18) -> None:
               f"{max(mem, 0) / 2**20:,.0f} |")
 
 
-def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, profile: bool = False) -> dict:
+def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, profile: bool = False,
+          size: int = SIZE) -> dict:
     torch.manual_seed(0)
     field, box, occupancy, c2w, head_density = build(device, implementation="cpp" if path == "cpp" else "torch")
     forward = torch.compile(field, dynamic=True) if path == "compiled" else field
@@ -87,7 +88,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
     window = torch.randn(1, 5, 204, device=device)
     amp = torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
-    focal, c = FOCAL, SIZE / 2
+    focal, c = FOCAL * size / SIZE, size / 2          # the same framing at any size
     stats = {}
 
     def field_fn_for(cond, latent):
@@ -97,7 +98,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
         return field_fn
 
     def train_step():
-        pixels = torch.randint(0, SIZE, (num_rays, 2), device=device)
+        pixels = torch.randint(0, size, (num_rays, 2), device=device)
         origins, directions = pixel_rays(c2w, focal, c, c, pixels)
         target = torch.rand(num_rays, 3, device=device)
         with amp:
@@ -118,7 +119,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
 
     @torch.no_grad()
     def render_frame():
-        origins, directions = pixel_rays(c2w, focal, c, c, image_pixels(SIZE, SIZE, device))
+        origins, directions = pixel_rays(c2w, focal, c, c, image_pixels(size, size, device))
         with amp:
             cond = field.condition(window)
             out = render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
@@ -154,6 +155,8 @@ def main() -> None:
     parser.add_argument("--rays", type=int, default=None, help="rays per training step (default 65536 on "
                         "CUDA as the reference, 8192 on CPU)")
     parser.add_argument("--samples", type=int, default=64, help="samples per ray before skipping")
+    parser.add_argument("--size", type=int, default=SIZE, help="frame side in pixels (the same framing; "
+                        "smaller only for smoke tests)")
     parser.add_argument("--profile", action="store_true", help="instead of timing: torch.profiler tables of "
                         "3 training steps and one 512² render, per device, of the first of --paths")
     args = parser.parse_args()
@@ -162,9 +165,9 @@ def main() -> None:
             if device == "cuda" and not torch.cuda.is_available():
                 continue
             rays = args.rays or (65536 if device == "cuda" else 8192)
-            tables = bench(device, args.paths[0], args.runs, rays, args.samples, profile=True)
+            tables = bench(device, args.paths[0], args.runs, rays, args.samples, profile=True, size=args.size)
             print_profile(f"training step, {rays} rays, 3 steps", tables["train"], device)
-            print_profile("render, one 512² frame", tables["render"], device)
+            print_profile(f"render, one {args.size}² frame", tables["render"], device)
         return
     rows = []
     for device in args.devices:
@@ -174,13 +177,13 @@ def main() -> None:
         for path in args.paths:
             rays = args.rays or (65536 if device == "cuda" else 8192)
             try:
-                rows.append(bench(device, path, args.runs, rays, args.samples))
+                rows.append(bench(device, path, args.runs, rays, args.samples, size=args.size))
             except Exception as err:            # e.g. no C++ compiler for inductor: report, go on
                 print(f"{device}/{path}: failed: {type(err).__name__}: {err}", file=sys.stderr)
     name = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
-    print(f"\nRAD-NeRF head, 512² camera, {args.samples} samples/ray before skipping; torch {torch.__version__}, "
+    print(f"\nRAD-NeRF head, {args.size}² camera, {args.samples} samples/ray before skipping; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads, GPU: {name}; median of {args.runs} runs\n")
-    print("| device | path | train rays/s | train ×eager | train step ms | render 512² frames/s | render ×eager | "
+    print(f"| device | path | train rays/s | train ×eager | train step ms | render {args.size}² frames/s | render ×eager | "
           "samples/ray train | samples/ray render | peak MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     eager = {r["device"]: r for r in rows if r["path"] == "eager"}

@@ -13,7 +13,6 @@ from typing import Iterable
 
 import cv2
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
@@ -72,6 +71,8 @@ def write_speaker_dataset(
     with atomic_dir(out_dir) as tmp:
         for key, value in arrays.items():
             np.save(tmp / f"{key}.npy", np.asarray(value, dtype=specs[key].dtype))
+        import soundfile as sf   # the writer's only: readers (training, a GPU machine) need no audio library
+
         sf.write(tmp / contract.SPEAKER_AUDIO, np.clip(audio, -1, 1), contract.SAMPLE_RATE, subtype="PCM_16")
         cv2.imwrite(str(tmp / contract.SPEAKER_BACKGROUND), cv2.cvtColor(background, cv2.COLOR_RGB2BGR))
         if images_from is not None:

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from tqdm.auto import tqdm
 
 from geneface.data import contract
@@ -35,13 +34,11 @@ from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
-from geneface.metrics.image import ImageMetrics, mask_box
+from geneface.metrics.image import PSNR_CAP, ImageScores  # noqa: F401  (PSNR_CAP: part of this API)
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
 from geneface.metrics.sync import sync_score
-from geneface.processing.pose import fit_head_pose
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 
-PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold
 ROWS = ("reconstruction", "audio_driven", "ground_truth")
 COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
            ("psnr_full", "PSNR full", ".2f"), ("ssim_full", "SSIM full", ".4f"), ("lmd_px", "LMD px", ".3f"),
@@ -124,38 +121,10 @@ def landmark_sync(syncnet: torch.nn.Module | None, landmarks478: np.ndarray, val
     a detected face or the 5 frames of one window."""
     if syncnet is None or not valid.any() or len(valid) < 5:
         return None
+    from geneface.processing.pose import fit_head_pose   # scipy: only here, so image scores run without it
+
     idexp = fit_head_pose(landmarks478, valid, width, height).idexp_lm3d                   # [T, 68, 3]
     return sync_score(syncnet, torch.from_numpy(idexp), torch.from_numpy(np.asarray(mel, np.float32)))
-
-
-class ImageScores:
-    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame (the same
-    regions and metrics as the renderer stages' validation, geneface.metrics.image)."""
-
-    def __init__(self, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.metrics = ImageMetrics(("psnr_head", "ssim_head", "psnr_full", "ssim_full")).to(self.device)
-
-    def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray) -> None:
-        """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame."""
-        pred, target = self._tensor(frame), self._tensor(real)                              # [H, W, 3]
-        for name in ("psnr_full", "ssim_full"):
-            self.metrics.update(name, pred, target)
-        box = mask_box(torch.from_numpy(head_mask))
-        if box is not None:
-            for name in ("psnr_head", "ssim_head"):
-                self.metrics.update(name, pred[box], target[box])
-
-    def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
-
-    def compute(self) -> dict[str, float | None]:
-        values = self.metrics.compute()
-        out = {}
-        for name in self.metrics.names:
-            value = values.get(name)
-            out[name] = min(value, PSNR_CAP) if value is not None and name.startswith("psnr") else value
-        return out
 
 
 def _frame_and_mask(split: ValSplit, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,12 +154,13 @@ def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
 
 
-def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth: np.ndarray, syncnet,
-                   device: str = "cpu", desc: str = "render", progress: bool = True) -> dict:
+def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth: np.ndarray | None, syncnet,
+                   device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
-    the real one as it arrives."""
+    the real one as it arrives. faces=False: image scores and speed only (no face mesh: LMD, sync and
+    the detection rate are None), where MediaPipe is not installed."""
     frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
-    scores, track, render_s, count = ImageScores(device), FaceTrack(), 0.0, 0
+    scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
     bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
         start = time.perf_counter()
@@ -204,12 +174,16 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth:
         if frame.shape != real.shape:
             raise ValueError(f"the renderer made {frame.shape} frames; the video's are {real.shape}")
         scores.update(frame, real, head_mask)
-        track.add(frame)
+        if track is not None:
+            track.add(frame)
         count += 1
         bar.update()
     bar.close()
     if count != len(split.frames):
         raise ValueError(f"the renderer yielded {count} frames for {len(split.frames)} cameras")
+    if track is None:
+        return dict(**scores.compute(), lmd_px=None, sync=None, fps=count / max(render_s, 1e-9), frames=count,
+                    detection_rate=None)
     lm478, valid = track.close()
     mouth = mouth_points(lm478, valid)
     both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real_mouth).all(axis=(1, 2))

@@ -7,11 +7,14 @@ training log and one in an evaluation table mean the same thing.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-__all__ = ["mask_box", "as_batch", "image_metric", "ImageMetrics"]
+__all__ = ["mask_box", "as_batch", "image_metric", "ImageMetrics", "ImageScores", "PSNR_CAP"]
+
+PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold
 
 
 def mask_box(mask: Tensor, margin: int = 4) -> tuple[slice, slice] | None:
@@ -62,3 +65,33 @@ class ImageMetrics(nn.Module):
     def reset(self) -> None:
         for metric in self.metrics.values():
             metric.reset()
+
+
+class ImageScores:
+    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame (the same
+    regions and metrics as the renderer stages' validation: mask_box and ImageMetrics above)."""
+
+    def __init__(self, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.metrics = ImageMetrics(("psnr_head", "ssim_head", "psnr_full", "ssim_full")).to(self.device)
+
+    def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray) -> None:
+        """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame."""
+        pred, target = self._tensor(frame), self._tensor(real)                              # [H, W, 3]
+        for name in ("psnr_full", "ssim_full"):
+            self.metrics.update(name, pred, target)
+        box = mask_box(torch.from_numpy(head_mask))
+        if box is not None:
+            for name in ("psnr_head", "ssim_head"):
+                self.metrics.update(name, pred[box], target[box])
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
+
+    def compute(self) -> dict[str, float | None]:
+        values = self.metrics.compute()
+        out = {}
+        for name in self.metrics.names:
+            value = values.get(name)
+            out[name] = min(value, PSNR_CAP) if value is not None and name.startswith("psnr") else value
+        return out
