@@ -1,8 +1,12 @@
 """Inference speed per step of `geneface.infer` on a trained speaker: audio features, landmarks
-(VAE + postnet), head render, head + torso render, mp4 encoding, and the whole chain, in frames/s.
+(VAE + postnet), head render, head + torso render, mp4 encoding, and the whole chain, in frames/s,
+for each renderer path side by side with its ratio to the reference.
 
     python scripts/bench_infer.py --speaker cnn2 --wav ../shared/data/audio/zozo.wav [--device cuda]
-        [--frames 8] [--runs 3] [--output-dir outputs]
+        [--frames 8] [--runs 3] [--output-dir outputs] [--paths fast reference]
+
+Paths: fast = the checkpoint as configured (marched rays with early termination, the C++ grid on the
+CPU); reference = the same weights through the torch grid and every kept sample (min_transmittance 0).
 
 The audio and landmark steps run on the whole wav; the render steps on its first --frames frames
 (rendering dominates and scales linearly with the frame count). Each figure is the median of --runs
@@ -28,6 +32,7 @@ from geneface.data.frames import SpeakerFrames, arrays  # noqa: E402
 from geneface.inference.camera_path import driving_cameras  # noqa: E402
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp  # noqa: E402
 from geneface.inference.renderer import load_renderer  # noqa: E402
+from geneface.nerf.encodings import GridEncoding  # noqa: E402
 from geneface.utils.checkpoints import load_stage, upstream_checkpoint  # noqa: E402
 from geneface.media.mp4 import write_mp4  # noqa: E402
 from geneface.utils.timing import timed  # noqa: E402
@@ -36,6 +41,17 @@ from geneface.utils.timing import timed  # noqa: E402
 def median_seconds(fn, runs: int, device: str) -> float:
     fn()                                             # warm-up
     return statistics.median(timed(fn, runs, device))
+
+
+def use_reference_path(renderer) -> None:
+    """Switch a loaded renderer (and the head a torso stage carries) to the torch reference path."""
+    nets = [renderer] + list(getattr(renderer, "frozen", {}).values())
+    for net in nets:
+        if hasattr(net, "min_transmittance"):
+            net.min_transmittance = 0.0
+        for module in net.modules():
+            if isinstance(module, GridEncoding):
+                module.implementation = "torch"
 
 
 def main() -> None:
@@ -47,6 +63,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--frames", type=int, default=8, help="frames rendered per timed run")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--paths", nargs="+", default=["fast", "reference"], choices=["fast", "reference"])
     args = parser.parse_args()
     out = Path(args.output_dir)
     root = Path(args.data_dir or out / "data") / args.speaker
@@ -55,9 +72,9 @@ def main() -> None:
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
 
-    rows = []                                        # (step, frames, seconds, part of the whole chain)
+    rows = []                                        # (step, path, frames, seconds, part of the whole chain)
     wave, mel, num_frames = load_driving_audio(args.wav)
-    rows.append(("audio → mel + f0", num_frames,
+    rows.append(("audio → mel + f0", "–", num_frames,
                  median_seconds(lambda: load_driving_audio(args.wav), args.runs, "cpu"), True))
 
     postnet = load_stage(upstream_checkpoint(out / args.speaker / "postnet" / "selected.ckpt")).to(device)
@@ -67,7 +84,7 @@ def main() -> None:
         raw = predict_idexp(postnet, mel, num_frames)
         return clamp_and_smooth(raw, mean, std)[0]
     normalised = landmarks()
-    rows.append(("landmarks (VAE + postnet)", num_frames, median_seconds(landmarks, args.runs, device), True))
+    rows.append(("landmarks (VAE + postnet)", "–", num_frames, median_seconds(landmarks, args.runs, device), True))
 
     frames = SpeakerFrames(root)
     plate = frames.background()
@@ -80,13 +97,16 @@ def main() -> None:
             if not ckpt.is_file():
                 print(f"{ckpt}: missing, {stage} skipped", file=sys.stderr)
                 continue
-            renderer = load_renderer(ckpt, device)
+            for path in args.paths:
+                renderer = load_renderer(ckpt, device)
+                if path == "reference":
+                    use_reference_path(renderer)
 
-            def render(renderer=renderer, stage=stage):
-                rendered[stage] = list(renderer.render_frames(cameras[:n], normalised[:n], plate))
-            label = "render head" if stage == "radnerf" else "render head + torso"
-            rows.append((f"{label} {renderer.width}×{renderer.height}", n, median_seconds(render, args.runs, device),
-                         stage == "radnerf_torso"))
+                def render(renderer=renderer, stage=stage):
+                    rendered[stage] = list(renderer.render_frames(cameras[:n], normalised[:n], plate))
+                label = "render head" if stage == "radnerf" else "render head + torso"
+                rows.append((f"{label} {renderer.width}×{renderer.height}", path, n,
+                             median_seconds(render, args.runs, device), stage == "radnerf_torso" and path == args.paths[0]))
     if rendered:
         images = next(iter(rendered.values()))
         repeat = max(1, 100 // len(images))           # encode ≥ 100 frames: ffmpeg's start-up amortised
@@ -95,7 +115,7 @@ def main() -> None:
             def encode():
                 write_mp4(iter(stream), Path(tmp) / "bench.mp4", width=frames.width, height=frames.height,
                           audio=None)
-            rows.append(("mp4 encode (h264)", len(stream), median_seconds(encode, args.runs, "cpu"), True))
+            rows.append(("mp4 encode (h264)", "–", len(stream), median_seconds(encode, args.runs, "cpu"), True))
 
     peak = (torch.cuda.max_memory_allocated() if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -103,14 +123,18 @@ def main() -> None:
     print(f"\ngeneface.infer steps on {args.speaker} ({frames.width}×{frames.height}), {Path(args.wav).name} "
           f"({num_frames} frames); device: {name}; torch {torch.__version__}; median of {args.runs} runs; "
           f"peak memory {peak / 2**20:,.0f} MB\n")
-    print("| step | frames | seconds | frames/s | ms/frame |")
-    print("|---|---|---|---|---|")
-    for step, count, seconds, _ in rows:
-        print(f"| {step} | {count} | {seconds:.2f} | {count / seconds:,.2f} | {1000 * seconds / count:.1f} |")
-    chain = [seconds / count for _, count, seconds, in_chain in rows if in_chain]
+    print("| step | path | frames | seconds | frames/s | ms/frame | ×reference |")
+    print("|---|---|---|---|---|---|---|")
+    reference = {step: seconds / count for step, path, count, seconds, _ in rows if path == "reference"}
+    for step, path, count, seconds, _ in rows:
+        ratio = f"{reference[step] / (seconds / count):.2f}" if step in reference else "–"
+        print(f"| {step} | {path} | {count} | {seconds:.2f} | {count / seconds:,.2f} | {1000 * seconds / count:.1f} | "
+              f"{ratio} |")
+    chain = [seconds / count for _, _, count, seconds, in_chain in rows if in_chain]
     if len(chain) == 4:                              # audio, landmarks, head + torso, encoding
-        print(f"| **whole chain** (audio → mp4, head + torso) | – | – | {1 / sum(chain):,.2f} | "
-              f"{1000 * sum(chain):.1f} |")
+        print(f"| **whole chain** (audio → mp4, head + torso) | {args.paths[0]} | – | – | {1 / sum(chain):,.2f} | "
+              f"{1000 * sum(chain):.1f} | – |")
+
 
 if __name__ == "__main__":
     main()

@@ -30,14 +30,17 @@ class RadNerfStage(RendererStage):
                  lr_decay_steps: int = 250_000, num_samples: int = 64, lambda_entropy: float = 1e-4,
                  lambda_ambient: float = 0.1, ambient_ramp_steps: int = 250_000,
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
-                 render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4):
+                 render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
+                 render_min_transmittance: float | None = None):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
         self.grid_lr_scale, self.smoother_lr_scale, self.num_samples = grid_lr_scale, smoother_lr_scale, num_samples
         self.lambda_entropy, self.lambda_ambient, self.ambient_ramp_steps = lambda_entropy, lambda_ambient, ambient_ramp_steps
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
-        self.min_transmittance = min_transmittance     # early ray termination, training and frames
+        # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
+        # written before training marched too (it then applied to frames only), read as the same value
+        self.min_transmittance = min_transmittance if render_min_transmittance is None else render_min_transmittance
 
     # ---------------------------------------------------------------- set-up
     @property
