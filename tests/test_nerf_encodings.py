@@ -149,7 +149,7 @@ def test_tiled_grid_fits_smooth_function(input_dim):
 
 
 def test_bad_implementation_and_options_raise():
-    assert available_implementations() == ("torch", "cpp")
+    assert available_implementations() == ("torch", "cpp", "triton", "auto")
     with pytest.raises(ValueError, match="torch"):
         GridEncoding(implementation="tcnn")
     with pytest.raises(ValueError):

@@ -1,8 +1,9 @@
 """Input encodings for the NeRF fields: multiresolution grid, spherical harmonics, frequencies.
 
-Pure torch (no CUDA extension), so the fields run wherever torch runs (CPU, CUDA, torch.compile).
-Semantics follow Instant-NGP / torch-ngp (GridEncoder, SHEncoder, FreqEncoder); the deviations are
-listed in each class docstring.
+The torch code is the reference and runs wherever torch runs (CPU, CUDA, torch.compile); the grid has
+optional kernels (C++ on the CPU, Triton on CUDA) that match it and fall back to it. Semantics follow
+Instant-NGP / torch-ngp (GridEncoder, SHEncoder, FreqEncoder); the deviations are listed in each class
+docstring.
 """
 
 from __future__ import annotations
@@ -13,19 +14,33 @@ import torch
 from torch import Tensor, nn
 
 from geneface.nerf.cpp import backend as cpp_backend   # builds nothing until asked
+from geneface.nerf.cpp.grid_function import GridEncodingFunction as CppGridFunction
+from geneface.nerf.triton import backend as triton_backend   # imports triton only when asked
+from geneface.nerf.triton.grid_function import GridEncodingFunction as TritonGridFunction
 
 __all__ = ["GridEncoding", "SHEncoding", "FrequencyEncoding", "available_implementations"]
 
 # "torch": the reference, everywhere torch runs. "cpp": a C++/OpenMP kernel for float32 on the CPU
-# (geneface/nerf/cpp, built on first use); elsewhere, or if it cannot be built, the torch path runs.
-_IMPLEMENTATIONS: tuple[str, ...] = ("torch", "cpp")
+# (geneface/nerf/cpp, built on first use). "triton": Triton kernels for float32 on CUDA, and on the CPU
+# under TRITON_INTERPRET=1 (geneface/nerf/triton). "auto": whichever of those applies to the tensor.
+# Where a kernel does not apply the torch path runs; where it cannot be had, too, after one warning.
+_IMPLEMENTATIONS: tuple[str, ...] = ("torch", "cpp", "triton", "auto")
+# implementation → {device type: kernel backend}; a device type not listed runs the torch path. Static,
+# so the hot path is two dict hits (triton on the CPU is checked for TRITON_INTERPRET per call: tests only).
+_ROUTES: dict[str, dict[str, str]] = {
+    "torch": {},
+    "cpp": {"cpu": "cpp"},
+    "triton": {"cuda": "triton", "cpu": "triton"},
+    "auto": {"cpu": "cpp", "cuda": "triton"},
+}
 # Instant-NGP's spatial-hash primes (the first is 1 so the x coordinate stays cache-coherent).
 _HASH_PRIMES: tuple[int, ...] = (1, 2654435761, 805459861)
 _UINT32_MASK = 0xFFFFFFFF
 
 
 def available_implementations() -> tuple[str, ...]:
-    """Backends GridEncoding accepts (a "cpp" that cannot be built falls back to torch with a warning)."""
+    """Names GridEncoding accepts as `implementation` (a "cpp" or "triton" kernel that cannot be had
+    falls back to torch with a warning; ask cpp.backend.extension() / triton.backend.kernels())."""
     return _IMPLEMENTATIONS
 
 
@@ -56,7 +71,7 @@ def grid_level_sizes(resolutions: list[int], input_dim: int, log2_hashmap_size: 
 
 
 class GridEncoding(nn.Module):
-    """Multiresolution grid (Instant-NGP / torch-ngp GridEncoder semantics), pure torch.
+    """Multiresolution grid (Instant-NGP / torch-ngp GridEncoder semantics): torch, or an optional kernel.
 
     Level l has a lattice of (R_l+1)^D vertices over [0,1]^D (vertex k at k/R_l, so x=0 and x=1 are
     vertices; torch-ngp shifts its lattice by half a cell instead) and a table of `sizes[l]` rows of
@@ -101,6 +116,7 @@ class GridEncoding(nn.Module):
         hashed = [grid_type == "hash" and (r + 1) ** input_dim > s
                   for r, s in zip(self.resolutions, self.sizes)]
         self._hashed: list[bool] = hashed       # static per level: decides whether hashes are computed
+        self._any_hashed: bool = any(hashed)    # static for the Triton kernels (no hash code when False)
         offsets = [0]
         for s in self.sizes:
             offsets.append(offsets[-1] + s)
@@ -133,12 +149,8 @@ class GridEncoding(nn.Module):
         lead = x.shape[:-1]
         pos_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         x01 = ((x.reshape(-1, self.input_dim).to(pos_dtype) + 1.0) * 0.5).clamp(0.0, 1.0)   # [N, D]
-        ext = self._extension(x01)
-        if ext is not None:
-            from geneface.nerf.cpp.grid_function import GridEncodingFunction
-
-            layout = (self.offsets, self.level_res, self.level_size, self.use_hash)
-            out = GridEncodingFunction.apply(x01, self.embeddings, ext, layout, self.interpolation == "smoothstep")
+        out = self._kernel_forward(x01)                                           # [N, L, C] or None
+        if out is not None:
             return out.reshape(*lead, self.output_dim)
         # CPU: one level per pass keeps one table in cache (measured ~1.7x faster fwd+bwd than all
         # levels at once); elsewhere all levels in one pass (fewer kernel launches). Static branch.
@@ -148,12 +160,28 @@ class GridEncoding(nn.Module):
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)              # [N, L, C]
         return out.reshape(*lead, self.output_dim)
 
-    def _extension(self, x01: Tensor):
-        """The C++ kernel when this encoding asks for it and it applies (float32 on the CPU), else None."""
-        if (self.implementation != "cpp" or x01.device.type != "cpu" or x01.dtype != torch.float32
-                or self.embeddings.dtype != torch.float32):
+    def _kernel_forward(self, x01: Tensor) -> Tensor | None:
+        """[N, L, C] from the kernel this encoding's implementation picks for x01 (float32 only), or None
+        when none applies or it cannot be had (then the torch path runs)."""
+        if x01.dtype != torch.float32 or self.embeddings.dtype != torch.float32:
             return None
-        return cpp_backend.extension()
+        backend = _ROUTES[self.implementation].get(x01.device.type)
+        if backend is None:
+            return None
+        layout = (self.offsets, self.level_res, self.level_size, self.use_hash)
+        smoothstep = self.interpolation == "smoothstep"
+        if backend == "cpp":
+            ext = cpp_backend.extension()
+            if ext is None:
+                return None
+            return CppGridFunction.apply(x01, self.embeddings, ext, layout, smoothstep)
+        if not x01.is_cuda and not triton_backend.interpret_requested():     # CPU: the interpreter only
+            return None
+        kernels = triton_backend.kernels()
+        if kernels is None or not (x01.is_cuda or kernels.INTERPRETED):       # loaded for the GPU earlier
+            return None
+        return TritonGridFunction.apply(x01, self.embeddings, kernels, layout, smoothstep,
+                                        self._any_hashed)
 
     def _levels(self, x01: Tensor, l0: int, l1: int) -> Tensor:
         """Interpolated features of levels l0..l1−1: x01 [N, D] in [0,1] → [N, l1−l0, C]."""
