@@ -1,7 +1,8 @@
-"""Speed and memory of the RAD-NeRF head: training rays/s and 512² render frames/s, eager and
-torch.compile, on CPU and (when present) CUDA. Needs torch only (no Hydra, no Lightning, no data).
+"""Speed and memory of the RAD-NeRF head: training rays/s and 512² render frames/s for each path (the
+dense torch reference, marched, the C++ or Triton grid kernel, torch.compile) side by side with its
+ratio to eager torch, on CPU and (when present) CUDA. Needs torch only (no Hydra, no Lightning, no data).
 
-    python scripts/bench_nerf.py [--devices cpu cuda] [--paths eager compiled] [--runs 5]
+    python scripts/bench_nerf.py [--devices cpu cuda] [--paths eager marched cpp] [--runs 5] [--rays 2048]
     python scripts/bench_nerf.py --profile [--devices cpu]     # where the time goes (torch.profiler)
 
 The scene is the stage's default field (configs/stage/radnerf.yaml sizes) seen from a 512² camera
@@ -35,6 +36,8 @@ from geneface.utils.timing import timed  # noqa: E402
 
 AABB = [-1.6, -2.2, -1.7, 1.6, 1.8, 1.6]        # the stage's default box, head units
 SIZE, FOCAL, DISTANCE = 512, 2048.0, 20.0       # cnn2-like framing: the head spans ~250 px
+KERNELS = {"cpp": "cpu", "triton": "cuda"}      # grid-kernel paths and the device each runs on
+DEFAULT_PATHS = {"cpu": ["eager", "marched", "cpp", "compiled"], "cuda": ["eager", "marched", "triton", "compiled"]}
 
 
 def build(device: str, resolution: int = 128, implementation: str = "torch"):
@@ -80,7 +83,7 @@ def print_profile(name: str, averages, device: str, top: int = 18) -> None:
 def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, profile: bool = False,
           size: int = SIZE) -> dict:
     torch.manual_seed(0)
-    field, box, occupancy, c2w, head_density = build(device, implementation="cpp" if path == "cpp" else "torch")
+    field, box, occupancy, c2w, head_density = build(device, implementation=path if path in KERNELS else "torch")
     forward = torch.compile(field, dynamic=True) if path == "compiled" else field
     min_transmittance = 1e-4 if path != "eager" else 0.0     # early ray termination (training and frames)
     torch.set_flush_denormal(path != "eager")       # as geneface.train does now; eager is the old reference
@@ -146,11 +149,12 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"])
-    parser.add_argument("--paths", nargs="+", default=["eager", "marched", "cpp", "compiled"],
-                        choices=["eager", "marched", "cpp", "compiled"],
-                        help="eager: the dense torch reference as before; marched: with early ray termination "
-                             "when rendering frames and subnormals flushed in training (as geneface.train); cpp: marched with the C++ "
-                             "grid encoding (CPU; elsewhere it is the torch one); compiled: torch.compile")
+    parser.add_argument("--paths", nargs="+", default=None, choices=["eager", "marched", "cpp", "triton", "compiled"],
+                        help="eager: the dense torch reference (every kept sample, foreach Adam); marched: early "
+                             "ray termination in training and frames, fused Adam, subnormals flushed (as geneface.train); "
+                             "cpp / triton: marched with the C++ (CPU) or Triton (CUDA) grid kernel; compiled: marched "
+                             "with torch.compile. Default: eager marched cpp compiled on CPU, eager marched triton "
+                             "compiled on CUDA")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rays", type=int, default=None, help="rays per training step (default 65536 on "
                         "CUDA as the reference, 8192 on CPU)")
@@ -165,7 +169,8 @@ def main() -> None:
             if device == "cuda" and not torch.cuda.is_available():
                 continue
             rays = args.rays or (65536 if device == "cuda" else 8192)
-            tables = bench(device, args.paths[0], args.runs, rays, args.samples, profile=True, size=args.size)
+            tables = bench(device, (args.paths or DEFAULT_PATHS[device])[0], args.runs, rays, args.samples,
+                           profile=True, size=args.size)
             print_profile(f"training step, {rays} rays, 3 steps", tables["train"], device)
             print_profile(f"render, one {args.size}² frame", tables["render"], device)
         return
@@ -174,7 +179,10 @@ def main() -> None:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda: not available, skipped", file=sys.stderr)
             continue
-        for path in args.paths:
+        for path in args.paths or DEFAULT_PATHS[device]:
+            if KERNELS.get(path, device) != device:
+                print(f"{device}/{path}: a {KERNELS[path]} kernel, skipped", file=sys.stderr)
+                continue
             rays = args.rays or (65536 if device == "cuda" else 8192)
             try:
                 rows.append(bench(device, path, args.runs, rays, args.samples, size=args.size))
