@@ -291,3 +291,24 @@ def test_marched_training_matches_the_dense_gradients():
     assert field.tint.grad is not None and float(field.tint.grad.abs().sum()) > 0
     points = torch.cat(seen)
     assert (points.norm(dim=-1) < RADIUS + 4 / 32 * 2).all()        # only the occupied (dilated) cells
+
+
+def test_a_shared_input_is_folded_into_the_first_layer_exactly():
+    """mlp_with_shared_input(net, varying, shared) is net(cat([varying, shared])) for one frame's shared
+    input [1, S] broadcast over the rows, and for a per-row one; gradients reach the same weights."""
+    from geneface.nerf.mlp import layer_dims, mlp, mlp_with_shared_input
+
+    torch.manual_seed(0)
+    net = mlp(layer_dims(12 + 5, 3, 16, 3))
+    varying, shared = torch.randn(40, 12), torch.randn(1, 5)
+    reference = net(torch.cat([varying, shared.expand(40, -1)], -1))
+    folded = mlp_with_shared_input(net, varying, shared)
+    torch.testing.assert_close(folded, reference, rtol=1e-5, atol=1e-6)
+    per_row = torch.randn(40, 5)
+    torch.testing.assert_close(mlp_with_shared_input(net, varying, per_row), net(torch.cat([varying, per_row], -1)),
+                               rtol=1e-5, atol=1e-6)
+    folded.sum().backward()
+    grad = net[0].weight.grad.clone()
+    net.zero_grad()
+    reference.sum().backward()
+    torch.testing.assert_close(grad, net[0].weight.grad, rtol=1e-5, atol=1e-5)

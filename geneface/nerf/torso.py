@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from geneface.nerf.encodings import FrequencyEncoding, GridEncoding
 from geneface.nerf.fields import FieldOutput
-from geneface.nerf.mlp import layer_dims, mlp
+from geneface.nerf.mlp import layer_dims, mlp, mlp_with_shared_input
 
 
 def normalized_pixels(pixels: Tensor, height: int, width: int) -> Tensor:
@@ -66,13 +66,13 @@ class TorsoField(nn.Module):
     def forward(self, coords: Tensor, pose: Tensor, latent: Tensor) -> dict[str, Tensor]:
         # coords [N, 2] normalised (row, col); pose [1, 6] (pose_features); latent [1, latent_dim]
         x = coords * self.shrink
-        n = len(x)
-        h = torch.cat([self.position_encoding(x), self.pose_encoding(pose).expand(n, -1).to(x.dtype),
-                       latent.expand(n, -1).to(x.dtype)], -1)                   # [N, 104]
-        deform = self.deform_net(h)                                             # [N, 2]
+        position = self.position_encoding(x)                                    # [N, 42]
+        frame = torch.cat([self.pose_encoding(pose).to(x.dtype), latent.to(x.dtype)], -1)   # [1, 62] one frame's
+        deform = mlp_with_shared_input(self.deform_net, position, frame)        # [N, 2]
         warped = (x + deform.float()).clamp(-1.0, 1.0)
         feature = self.grid_encoding(warped)                                    # [N, 32]
-        out = self.canonical_net(torch.cat([feature, h.to(feature.dtype)], -1)).float()   # [N, 4]
+        out = mlp_with_shared_input(self.canonical_net, torch.cat([feature, position.to(feature.dtype)], -1),
+                                    frame).float()                              # [N, 4]
         return {FieldOutput.ALPHA: torch.sigmoid(out[:, 0]), FieldOutput.RGB: torch.sigmoid(out[:, 1:]),
                 FieldOutput.DEFORM: deform.float()}
 
