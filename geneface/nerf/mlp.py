@@ -52,5 +52,9 @@ def mlp_with_shared_input(net: nn.Sequential, varying: Tensor, shared: Tensor) -
     (one frame's condition or appearance code): its share of the first layer is computed once, not
     M times, and the [M, V+S] concatenation is never built. shared may also be [M, S]."""
     first, v = net[0], varying.shape[-1]
-    hidden = F.linear(varying, first.weight[:, :v], first.bias) + F.linear(shared.to(varying.dtype), first.weight[:, v:])
+    shared_part = F.linear(shared.to(varying.dtype), first.weight[:, v:], first.bias)      # [1 or M, H]
+    if shared_part.shape[0] == 1 and varying.shape[0] != 1:      # one frame's: it becomes the bias
+        hidden = F.linear(varying, first.weight[:, :v], shared_part[0])
+    else:
+        hidden = F.linear(varying, first.weight[:, :v]) + shared_part
     return net[1:](hidden)

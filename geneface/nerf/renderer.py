@@ -210,11 +210,12 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
         sigmas, colours = [out[FieldOutput.DENSITY].reshape(-1).to(t)], [out[FieldOutput.RGB].reshape(-1, 3).to(t)]
         _add_extras(extras, out, rays[row], n)
     flat_idx = torch.cat(flat)                                               # [M] into [A·K]
-    sigma_all = t.new_zeros(a * k).index_put((flat_idx,), torch.cat(sigmas)).view(a, k)         # [A, K]
-    rgb_all = t.new_zeros(a * k, 3).index_put((flat_idx,), torch.cat(colours)).view(a, k, 3)    # [A, K, 3]
+    # in place into fresh tensors (an out-of-place index_put would first copy the zeros)
+    sigma_all = t.new_zeros(a * k).index_put_((flat_idx,), torch.cat(sigmas)).view(a, k)         # [A, K]
+    rgb_all = t.new_zeros(a * k, 3).index_put_((flat_idx,), torch.cat(colours)).view(a, k, 3)    # [A, K, 3]
     part = composite(sigma_all, rgb_all, t, delta, background[rays])
-    return RenderOutput(rgb=rgb.index_put((rays,), part.rgb), opacity=opacity.index_put((rays,), part.opacity),
-                        depth=depth.index_put((rays,), part.depth), samples_per_ray=len(flat_idx) / max(n, 1),
+    return RenderOutput(rgb=rgb.index_put_((rays,), part.rgb), opacity=opacity.index_put_((rays,), part.opacity),
+                        depth=depth.index_put_((rays,), part.depth), samples_per_ray=len(flat_idx) / max(n, 1),
                         extras=extras)
 
 
