@@ -120,10 +120,9 @@ class OccupancyGrid(nn.Module):
         inside = (x.abs() <= 1.0).all(dim=-1)  # [M]
         ijk = ((x + 1.0) * (r / 2.0)).floor_().clamp_(0, r - 1)  # [M,3] whole numbers, still float
         # the flat index in float32 is exact below 2^24 cells (R ≤ 256) and converts to long once, not ×3
-        flat = ((ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]) if r <= 256 else None  # [M]
-        if flat is None:
+        if r > 256:
             ijk = ijk.long()
-            flat = (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]
+        flat = (ijk[..., 0] * r + ijk[..., 1]) * r + ijk[..., 2]  # [M]
         return self.occupied.view(-1)[flat.long()] & inside
 
     def occupied_bounds(self) -> tuple[Tensor, Tensor] | None:

@@ -62,8 +62,9 @@ def render_rays(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: T
     n = origins.shape[0]
     background = background.to(origins).expand(n, 3)
     render = _render
-    if min_transmittance > 0:
-        render = functools.partial(_march, min_transmittance=min_transmittance)
+    if min_transmittance > 0:      # the occupied bounds once for all chunks (three reductions over R³ cells)
+        bounds = occupancy.occupied_bounds() if occupancy is not None else None
+        render = functools.partial(_march, min_transmittance=min_transmittance, bounds=bounds)
     if chunk is None or n <= chunk:
         return render(field_fn, box, origins, directions, background, occupancy, num_samples, perturb, min_near)
     parts = [render(field_fn, box, origins[s:s + chunk], directions[s:s + chunk],
@@ -141,7 +142,7 @@ def _segments(k: int):
 
 def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor, background: Tensor,
            occupancy: OccupancyGrid | None, num_samples: int, perturb: bool, min_near: float,
-           min_transmittance: float) -> RenderOutput:
+           min_transmittance: float, bounds: tuple[Tensor, Tensor] | None) -> RenderOutput:
     """The samples of _render, evaluated front to back a few at a time (MARCH_SEGMENTS) for the rays
     still transparent (see render_rays), then composited densely as _render does, with or without grad.
 
@@ -152,7 +153,7 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
     n, s = origins.shape[0], num_samples
     near, far, hit = box.intersect(origins, directions, min_near)            # [N] ×3
     span = far - near
-    first, end = _sample_window(box, occupancy, origins, directions, near, span, hit, s)   # [N] ×2
+    first, end = _sample_window(box, occupancy, bounds, origins, directions, near, span, hit, s)   # [N] ×2
     rays = (end > first).nonzero().squeeze(-1)                               # [A] rays worth marching
     rgb = background.clone()
     opacity, depth = origins.new_zeros(n), origins.new_zeros(n)
@@ -175,7 +176,7 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
     trans = origins.new_ones(a)                                              # [A] transmittance left
     rows = keep.any(-1).nonzero().squeeze(-1)                                # [R] rows still marching
     start = keep.to(torch.uint8).argmax(-1)                                  # [A] each row's first kept sample
-    flat, sigmas, colours = [], [], []
+    chosen_rows, chosen_cols, sigmas, colours = [], [], [], []
     training = torch.is_grad_enabled()
     with torch.no_grad():
         lo = 0
@@ -191,25 +192,26 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
                 rows = rows[(start[rows] + lo) < k]
                 continue
             row, col = rows[local // seg], col.reshape(-1)[local]           # [M] ×2 into [A, K]
-            out = (_in_batches if not training else _at_once)(field_fn, x[row, col], directions[rays[row]], rays[row])
+            out = _in_batches(field_fn, x[row, col], directions[rays[row]], rays[row])
             sigma = out[FieldOutput.DENSITY].reshape(-1).to(t)
-            flat.append(row * k + col)
-            sigmas.append(sigma)
-            colours.append(out[FieldOutput.RGB].reshape(-1, 3).to(t))
-            if not training:
+            chosen_rows.append(row)
+            chosen_cols.append(col)
+            if not training:                    # training re-evaluates the chosen samples below
+                sigmas.append(sigma)
+                colours.append(out[FieldOutput.RGB].reshape(-1, 3).to(t))
                 _add_extras(extras, out, rays[row], n)
             trans *= torch.exp(-sigma.new_zeros(a).index_add_(0, row, sigma * delta[row, col]))
             rows = rows[(trans[rows] > min_transmittance) & ((start[rows] + lo) < k)]
-    if not flat:
+    if not chosen_rows:
         return RenderOutput(rgb=rgb, opacity=opacity, depth=depth, samples_per_ray=0.0, extras=extras)
+    row, col = torch.cat(chosen_rows), torch.cat(chosen_cols)               # [M] ×2 into [A, K]
     if training:
         # the march above only chose the samples; one differentiable pass over all of them, so the
         # backward runs once (a grid's gradient is a whole table: once per segment would cost more)
-        row, col = torch.cat(flat).div(k, rounding_mode="floor"), torch.cat(flat) % k
         out = field_fn(x[row, col], directions[rays[row]], rays[row])
         sigmas, colours = [out[FieldOutput.DENSITY].reshape(-1).to(t)], [out[FieldOutput.RGB].reshape(-1, 3).to(t)]
         _add_extras(extras, out, rays[row], n)
-    flat_idx = torch.cat(flat)                                               # [M] into [A·K]
+    flat_idx = row * k + col                                                 # [M] into [A·K]
     # in place into fresh tensors (an out-of-place index_put would first copy the zeros)
     sigma_all = t.new_zeros(a * k).index_put_((flat_idx,), torch.cat(sigmas)).view(a, k)         # [A, K]
     rgb_all = t.new_zeros(a * k, 3).index_put_((flat_idx,), torch.cat(colours)).view(a, k, 3)    # [A, K, 3]
@@ -219,7 +221,7 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
                         extras=extras)
 
 
-FIELD_BATCH = 16384  # samples per field call when rendering without grad: a batch's activations ([B, 128]
+FIELD_BATCH = 16384  # samples per field call in the no-grad march (frames, and training's choice): a batch's activations ([B, 128]
                      # floats, 8 MB) stay near the cores through the MLP's layers instead of streaming
                      # through memory; measured 1.35× on a 512² frame of a trained cnn2 head (CPU)
 
@@ -233,20 +235,17 @@ def _in_batches(field_fn: FieldFn, x: Tensor, directions: Tensor, ray_idx: Tenso
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
-def _at_once(field_fn: FieldFn, x: Tensor, directions: Tensor, ray_idx: Tensor) -> dict[str, Tensor]:
-    return field_fn(x, directions, ray_idx)
-
-
-def _sample_window(box: SceneBox, occupancy: OccupancyGrid | None, origins: Tensor, directions: Tensor,
-                   near: Tensor, span: Tensor, hit: Tensor, s: int) -> tuple[Tensor, Tensor]:
+def _sample_window(box: SceneBox, occupancy: OccupancyGrid | None, bounds: tuple[Tensor, Tensor] | None,
+                   origins: Tensor, directions: Tensor, near: Tensor, span: Tensor, hit: Tensor,
+                   s: int) -> tuple[Tensor, Tensor]:
     """Per ray, the range [first, end) of its S sample indices (stratified or midpoint) that can lie in
-    the occupied cells' bounding box, one sample of margin each side; empty for a ray that misses it.
+    the occupied cells' bounding box (`bounds`, OccupancyGrid.occupied_bounds), one sample of margin each
+    side; empty for a ray that misses it.
 
     Sample i lies in [near + span·i/S, near + span·(i+1)/S), so the bounding box's entry and exit depths
     give the range directly; a sample outside the bounds is in no occupied cell, so nothing is lost.
     """
     n = origins.shape[0]
-    bounds = occupancy.occupied_bounds() if occupancy is not None else None
     if bounds is None and occupancy is not None:                             # nothing occupied
         zero = torch.zeros(n, dtype=torch.long, device=origins.device)
         return zero, zero
