@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from geneface.nerf.fields import FieldOutput
+from geneface.nerf.losses import ray_distortion
 from geneface.nerf.occupancy import OccupancyGrid
 from geneface.nerf.rays import SceneBox
 
@@ -38,6 +39,7 @@ class RenderOutput:
     samples_per_ray: float  # mean number of evaluated samples per ray (logging)
     extras: dict[FieldOutput, Tensor] = field(default_factory=dict)  # K → [N] Σ_evaluated |value|.sum(-1)
     weights: Tensor | None = None  # [N,S] w_i, for importance sampling (dropped by chunked render_rays)
+    distortion: Tensor | None = None  # [N] losses.ray_distortion, when rendered with grad (training)
 
 
 def render_rays(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor,
@@ -112,7 +114,7 @@ def _render(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tenso
     sigma = sigma_p.new_zeros(n * s).index_put((idx,), sigma_p).view(n, s)  # [N,S]
     rgb = rgb_p.new_zeros(n * s, 3).index_put((idx,), rgb_p).view(n, s, 3)  # [N,S,3]
 
-    result = composite(sigma, rgb, t, delta, background)
+    result = composite(sigma, rgb, t, delta, background, span)
 
     extras: dict[FieldOutput, Tensor] = {}
     _add_extras(extras, out, ray_idx, n)
@@ -215,10 +217,11 @@ def _march(field_fn: FieldFn, box: SceneBox, origins: Tensor, directions: Tensor
     # in place into fresh tensors (an out-of-place index_put would first copy the zeros)
     sigma_all = t.new_zeros(a * k).index_put_((flat_idx,), torch.cat(sigmas)).view(a, k)         # [A, K]
     rgb_all = t.new_zeros(a * k, 3).index_put_((flat_idx,), torch.cat(colours)).view(a, k, 3)    # [A, K, 3]
-    part = composite(sigma_all, rgb_all, t, delta, background[rays])
+    part = composite(sigma_all, rgb_all, t, delta, background[rays], span[rays])
+    distortion = None if part.distortion is None else origins.new_zeros(n).index_put_((rays,), part.distortion)
     return RenderOutput(rgb=rgb.index_put_((rays,), part.rgb), opacity=opacity.index_put_((rays,), part.opacity),
                         depth=depth.index_put_((rays,), part.depth), samples_per_ray=len(flat_idx) / max(n, 1),
-                        extras=extras)
+                        extras=extras, distortion=distortion)
 
 
 FIELD_BATCH = 16384  # samples per field call in the no-grad march (frames, and training's choice): a batch's activations ([B, 128]
@@ -271,12 +274,14 @@ def _add_extras(extras: dict, out: dict, ray_idx: Tensor, n: int) -> None:
         extras[key] = extras.get(key, per_sample.new_zeros(n)).index_add(0, ray_idx, per_sample)   # [N]
 
 
-def composite(density: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, background: Tensor) -> RenderOutput:
+def composite(density: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, background: Tensor,
+              span: Tensor | None = None) -> RenderOutput:
     """Alpha-composite dense samples front to back over a background.
 
     density [N,S] ≥0, rgb [N,S,3], t [N,S] sample depths, deltas [N,S] their lengths, background
     [N,3] → RenderOutput with weights [N,S]. The background fills what the samples leave, which is
     the original NeRF's "last sample's colour is the background pixel" without a 1e10-long last bin.
+    With grad and each ray's span through the box ([N], head units), also the rays' distortion.
     """
     tau = density * deltas  # [N,S] optical depth per sample
     alpha = 1.0 - torch.exp(-tau)  # [N,S]
@@ -286,5 +291,9 @@ def composite(density: Tensor, rgb: Tensor, t: Tensor, deltas: Tensor, backgroun
     opacity = w.sum(dim=-1)  # [N]
     rgb_out = (w[..., None] * rgb).sum(dim=1) + (1.0 - opacity)[:, None] * background  # [N,3]
     depth = (w * t).sum(dim=-1)  # [N]
+    distortion = None
+    if span is not None and torch.is_grad_enabled():
+        scale = 1.0 / span.clamp(min=1e-6)[:, None]  # [N,1]: depths as fractions of the span
+        distortion = ray_distortion(w, t * scale, deltas * scale)
     return RenderOutput(rgb=rgb_out, opacity=opacity, depth=depth, samples_per_ray=float(t.shape[-1]),
-                        weights=w)
+                        weights=w, distortion=distortion)

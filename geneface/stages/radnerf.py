@@ -31,12 +31,13 @@ class RadNerfStage(RendererStage):
                  lambda_ambient: float = 0.1, ambient_ramp_steps: int = 250_000,
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
-                 render_min_transmittance: float | None = None):
+                 lambda_distortion: float = 0.0, render_min_transmittance: float | None = None):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
         self.grid_lr_scale, self.smoother_lr_scale, self.num_samples = grid_lr_scale, smoother_lr_scale, num_samples
         self.lambda_entropy, self.lambda_ambient, self.ambient_ramp_steps = lambda_entropy, lambda_ambient, ambient_ramp_steps
+        self.lambda_distortion = lambda_distortion   # 0 (checkpoints from before it existed): not computed into the loss
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
@@ -107,10 +108,12 @@ class RadNerfStage(RendererStage):
         outside = ~batch["in_face"]
         ambient = out.extras[FieldOutput.AMBIENT][outside].mean() if outside.any() else mse.new_zeros(())
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
-        loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient
+        distortion = out.distortion.mean()
+        loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient + self.lambda_distortion * distortion
         n = len(batch["rgb"])
         self.log_dict({"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
-                       "train/ambient": ambient, "train/samples_per_ray": float(out.samples_per_ray)},
+                       "train/ambient": ambient, "train/distortion": distortion,
+                       "train/samples_per_ray": float(out.samples_per_ray)},
                       prog_bar=False, batch_size=n)
         self.log("train/psnr_bar", -10 * torch.log10(mse.detach()), prog_bar=True, logger=False, batch_size=n)
         if step % self.occupancy_update_interval == 0:
