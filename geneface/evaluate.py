@@ -22,7 +22,7 @@ def run(cfg: DictConfig) -> dict:
         cfg.speaker.root, cfg.ckpt, cfg.postnet_ckpt if cfg.audio_driven else None, cfg.syncnet_ckpt,
         device=cfg.device, max_frames=cfg.max_frames,
         temperature=cfg.temperature, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing, seed=cfg.seed,
-        progress=cfg.progress)
+        progress=cfg.progress, frozen=cfg.frozen, strip=cfg.strip)
     result.update(speaker=cfg.speaker.name, renderer_stage=cfg.renderer, table=format_table(result))
     save_json(cfg.out, result)
     return result
@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> None:
     print(result["table"])
     for note in result["notes"]:
         print(f"note: {note}")
-    print(f"written to {cfg.out}")
+    print(f"written to {cfg.out}" + (f"; the mouth strip to {result['strip']}" if result["strip"] else ""))
 
 
 if __name__ == "__main__":

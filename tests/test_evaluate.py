@@ -81,14 +81,14 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
     _patch(monkeypatch, fake, driven=lambda split: np.zeros_like(split.landmarks))
     result = run(cfg)
 
-    assert list(result["rows"]) == ["reconstruction", "audio_driven", "ground_truth"]
+    assert list(result["rows"]) == ["reconstruction", "frozen", "audio_driven", "ground_truth"]
     assert result["val_frames"] == [90, 100] and result["resolution"] == [128, 128]
-    # the head-only renderer got each frame's own background; the real, then the predicted landmarks
+    # the head-only renderer got each frame's own background; the real, the mean, the predicted landmarks
     assert fake.calls[0]["background"] == (10, 128, 128, 3) and fake.calls[0]["c2w"] == (10, 4, 4)
     assert np.abs(fake.calls[0]["landmarks"]).sum() > 0 and not fake.calls[1]["landmarks"].any()
-    for name in ("reconstruction", "audio_driven"):
+    for name in ("reconstruction", "frozen", "audio_driven"):
         row = result["rows"][name]
-        assert row["psnr_head"] == row["psnr_full"] == evaluation.PSNR_CAP
+        assert row["psnr_head"] == row["psnr_full"] == row["psnr_mouth"] == evaluation.PSNR_CAP
         assert row["ssim_head"] == pytest.approx(1.0, abs=1e-4) and row["frames"] == 10 and row["fps"] > 0
     truth = result["rows"]["ground_truth"]
     assert truth["psnr_head"] is None and truth["fps"] is None
@@ -97,6 +97,7 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
         for row in result["rows"].values():
             assert 0.0 <= row["sync"] <= 1.0
         assert result["rows"]["reconstruction"]["sync"] == pytest.approx(truth["sync"], abs=1e-5)
+        assert result["rows"]["reconstruction"]["aperture_r"] == pytest.approx(1.0)
     saved = json.loads(Path(cfg.out).read_text())
     assert Path(cfg.out) == output_dir / "demo" / "evaluate" / "radnerf.json"
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
@@ -106,7 +107,7 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
 def test_worse_renderer_scores_worse(output_dir, monkeypatch):
     from geneface.evaluate import run
 
-    cfg = compose_evaluate(output_dir, "audio_driven=false", "max_frames=8")
+    cfg = compose_evaluate(output_dir, "audio_driven=false", "frozen=false", "max_frames=8")
     _touch(Path(cfg.ckpt))
     fake = FakeTorso(Path(cfg.speaker.root), shift=4)
     _patch(monkeypatch, fake)
@@ -163,3 +164,67 @@ def test_metrics_on_real_frames():
     later_mouth, later_scores, _ = tracks["later"]
     assert landmark_distance(later_mouth, mouth) > 1.0
     assert later_scores["psnr_full"] < 40 and later_scores["ssim_full"] < scores["ssim_full"]
+
+
+class FollowingHead(FakeHead):
+    """A renderer that follows its condition: the real val frames (`shift` later) for real landmarks,
+    and always the first val frame for the speaker's mean (all-zero normalised) landmarks."""
+
+    def render_frames(self, c2w, landmarks, background, audio_features=None):
+        if np.abs(landmarks).sum() > 0:
+            yield from super().render_frames(c2w, landmarks, background, audio_features)
+            return
+        self.calls.append(dict(landmarks=landmarks.copy()))
+        first = int(self.frames.meta["num_train"])
+        for _ in range(len(c2w)):
+            yield self.frames.image(first)
+
+
+def test_the_frozen_control_tells_a_following_mouth_from_a_frozen_one(output_dir, monkeypatch):
+    """responsiveness = LMD(frozen)/LMD(reconstruction) is ~1 for a renderer that ignores its condition
+    and well above for one that follows it; the mouth strip shows truth and each row, frame by frame."""
+    from geneface.evaluate import run
+    from geneface.metrics.mouth import STRIP_CROP
+
+    results = {}
+    for name, renderer in (("ignores", FakeHead), ("follows", FollowingHead)):
+        cfg = compose_evaluate(output_dir, "renderer=radnerf", "audio_driven=false",
+                               f"out={output_dir}/{name}.json", f"strip={output_dir}/{name}_mouths.png")
+        _touch(Path(cfg.ckpt))
+        _patch(monkeypatch, renderer(Path(cfg.speaker.root), shift=1))
+        results[name] = run(cfg)
+    assert results["follows"]["rows"]["ground_truth"]["detection_rate"] == 1.0    # MediaPipe sees the face
+    ignores, follows = (results[k]["rows"] for k in ("ignores", "follows"))
+    assert ignores["reconstruction"]["responsiveness"] == pytest.approx(1.0)
+    assert follows["reconstruction"]["responsiveness"] > 1.5, follows
+    assert follows["frozen"]["psnr_mouth"] < follows["reconstruction"]["psnr_mouth"]
+    from geneface.media.images import read_rgb
+
+    strip = read_rgb(results["follows"]["strip"])
+    h, w = STRIP_CROP
+    assert strip.shape[0] == 3 * h and (strip.shape[1] - 120) == 10 * w    # truth, reconstruction, frozen
+    assert len(results["follows"]["strip_frames"]) == 10
+    assert "| frozen |" in results["follows"]["table"]
+
+
+def test_aperture_correlation_reads_a_mouth_that_opens_with_the_real_one():
+    from geneface.data.landmarks import inner_lip_aperture
+    from geneface.metrics.mouth import aperture_correlation
+
+    rng = np.random.default_rng(0)
+    face = rng.normal(size=(68, 2)) * 30 + 100
+    face[36], face[45] = (70, 80), (130, 80)                                      # eye span 60 px
+    opening = np.abs(np.sin(np.linspace(0, 6, 40))) * 12                          # [T] px
+    real = np.repeat(face[None], 40, 0)
+    real[:, 66] = real[:, 62] + np.stack([np.zeros(40), opening], -1)            # 66 straight below 62
+    assert inner_lip_aperture(real) == pytest.approx((np.abs(real[:, 66, 1] - real[:, 62, 1])) / 60)
+    bigger = real * 2                                                             # same face, twice as close
+    assert inner_lip_aperture(bigger) == pytest.approx(inner_lip_aperture(real))
+    assert aperture_correlation(bigger, real) == pytest.approx(1.0)
+    frozen = np.repeat(real[:1], 40, 0)
+    assert aperture_correlation(frozen, real) is None                             # constant: r undefined
+    late = np.roll(real, 10, axis=0)
+    assert aperture_correlation(late, real) < 0.5
+    missing = real.copy()
+    missing[::2] = np.nan                                                         # no face there
+    assert aperture_correlation(missing, real) == pytest.approx(1.0)

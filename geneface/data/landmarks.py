@@ -47,6 +47,19 @@ def mouth_points(landmarks68: np.ndarray) -> np.ndarray:
     return landmarks68[..., MOUTH[0] : MOUTH[-1] + 1, :]
 
 
+INNER_LIP_TOP, INNER_LIP_BOTTOM = 62, 66      # the inner lips' middle points
+EYE_OUTER_CORNERS = (36, 45)
+
+
+def inner_lip_aperture(landmarks68: np.ndarray) -> np.ndarray:
+    """How open the mouth is: [..., 68, ≥2] → [...], the inner-lip gap (62↔66) over the eye span (36↔45),
+    so it reads the same at any face size or distance (x, y only; NaN in, NaN out)."""
+    points = np.asarray(landmarks68, np.float64)[..., :2]
+    gap = np.linalg.norm(points[..., INNER_LIP_TOP, :] - points[..., INNER_LIP_BOTTOM, :], axis=-1)
+    span = np.linalg.norm(points[..., EYE_OUTER_CORNERS[0], :] - points[..., EYE_OUTER_CORNERS[1], :], axis=-1)
+    return gap / np.maximum(span, 1e-9)
+
+
 # The renderers' condition is the idexp landmarks normalised per point and axis by the speaker's own
 # statistics (idexp_lm3d_mean/std.npy). Training and inference both go through these two functions,
 # so a landmark means the same to a renderer whether it came from the video or from audio.

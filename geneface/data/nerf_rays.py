@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geneface.data import contract
+from geneface.data.boxes import LIP_BOX_GROW, grown_box
 from geneface.data.frames import SpeakerFrames, arrays
 from geneface.data.landmarks import normalize_idexp
 from geneface.nerf.condition import WINDOW, condition_windows
@@ -116,13 +117,9 @@ class RandomRays(Dataset):
     def _box_pixels(self, rect, count: int, generator: torch.Generator, grow: float = 0.0) -> torch.Tensor:
         """count pixels uniform inside a box (x, y, w, h), grown by `grow`·size on each side and clipped
         to the image: [count, 2]."""
-        x, y, w, h = (float(v) for v in rect)
-        x, y, w, h = x - grow * w, y - grow * h, w * (1 + 2 * grow), h * (1 + 2 * grow)
-        x0, y0 = min(max(int(x), 0), self.images.width - 1), min(max(int(y), 0), self.images.height - 1)
-        x1 = max(min(int(round(x + w)), self.images.width), x0 + 1)
-        y1 = max(min(int(round(y + h)), self.images.height), y0 + 1)
-        return torch.stack([torch.randint(y0, y1, (count,), generator=generator),
-                            torch.randint(x0, x1, (count,), generator=generator)], -1)
+        rows, cols = grown_box(rect, grow, self.images.width, self.images.height)
+        return torch.stack([torch.randint(rows.start, rows.stop, (count,), generator=generator),
+                            torch.randint(cols.start, cols.stop, (count,), generator=generator)], -1)
 
     def _pixels(self, generator: torch.Generator, i: int | None = None) -> torch.Tensor:
         h, w, p = self.images.height, self.images.width, self.patch_size
@@ -135,7 +132,7 @@ class RandomRays(Dataset):
             if in_face:
                 parts.append(self._box_pixels(self.images.face_rect[i], in_face, generator))
             if in_lips:
-                parts.append(self._box_pixels(self.images.lip_rect[i], in_lips, generator, grow=0.5))
+                parts.append(self._box_pixels(self.images.lip_rect[i], in_lips, generator, grow=LIP_BOX_GROW))
             return torch.cat(parts) if len(parts) > 1 else parts[0]
         count = max(1, self.num_rays // (p * p))
         corners = torch.stack([torch.randint(0, h - p + 1, (count,), generator=generator),

@@ -1,12 +1,17 @@
 """Evaluation of a speaker's renderer on its val split (the last ~1/11 of the video, never trained on).
 
-Two rows are measured against the real val frames: *reconstruction* (the renderer driven by the real
-val landmarks: the renderer's own quality) and *audio-driven* (the whole chain from the val audio:
-postnet landmarks, then the renderer). A third row scores the real frames themselves as a reference.
-Metric definitions: docs/evaluation.md.
+Three rows are measured against the real val frames: *reconstruction* (the renderer driven by the real
+val landmarks: the renderer's own quality), *frozen* (the same cameras with every frame's landmarks
+replaced by the speaker's mean: a control that shows how much the mouth follows its condition at
+all) and *audio-driven* (the whole chain from the val audio: postnet landmarks, then the renderer). A
+fourth row scores the real frames themselves as a reference. Metric definitions: docs/evaluation.md.
 
 - PSNR / SSIM (torchmetrics, data range 1): on the bounding box of the pixels labelled HEAD in the
-  real frame, and on the full frame; accumulated over the sequence as the renderer stages validate.
+  real frame, on the mouth box (the frame's lip box grown by LIP_BOX_GROW, the region the head stage
+  samples lip rays in), and on the full frame; accumulated over the sequence as the stages validate.
+- responsiveness: LMD(frozen) / LMD(row). A renderer that ignores its condition scores ~1.
+- aperture r: Pearson r between the inner-lip opening re-detected on the rendered frames and on the
+  real ones (geneface.metrics.mouth); ~0 for a mouth that does not move with the real one.
 - LMD: mouth landmarks re-detected on generated and real frames with the same detector, at the
   video's resolution (compare at 512², the anchors' resolution).
 - sync: the corpus landmark SyncNet's score of landmarks re-detected on the frames against the val
@@ -14,8 +19,9 @@ Metric definitions: docs/evaluation.md.
   It is our landmark SyncNet, not the audio-visual one of LSE-C/D.
 - frames/s: rendering only, wall clock over the sequence.
 
-One MediaPipe pass per sequence (video mode) feeds both LMD and sync. Frames are streamed: nothing
-holds a whole sequence of images except the head-only renderers' per-frame backgrounds.
+One MediaPipe pass per sequence (video mode) feeds LMD, aperture and sync. Frames are streamed:
+nothing holds a whole sequence of images except the head-only renderers' per-frame backgrounds and
+the few mouth crops of the strip image (truth | reconstruction | frozen | audio-driven, ~12 frames).
 """
 
 from __future__ import annotations
@@ -29,20 +35,27 @@ import torch
 from tqdm.auto import tqdm
 
 from geneface.data import contract
+from geneface.data.boxes import LIP_BOX_GROW, grown_box
 from geneface.data.frames import arrays, val_indices
+from geneface.data.landmarks import ibug68_from_mediapipe
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
+from geneface.media.images import write_rgb
 from geneface.metrics.image import PSNR_CAP, ImageScores  # noqa: F401  (PSNR_CAP: part of this API)
 from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
+from geneface.metrics.mouth import aperture_correlation, mouth_strip
 from geneface.metrics.sync import sync_score
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 
-ROWS = ("reconstruction", "audio_driven", "ground_truth")
+ROWS = ("reconstruction", "frozen", "audio_driven", "ground_truth")
 COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
+           ("psnr_mouth", "PSNR mouth", ".2f"), ("ssim_mouth", "SSIM mouth", ".4f"),
            ("psnr_full", "PSNR full", ".2f"), ("ssim_full", "SSIM full", ".4f"), ("lmd_px", "LMD px", ".3f"),
+           ("responsiveness", "LMD frozen/LMD", ".2f"), ("aperture_r", "aperture r", ".3f"),
            ("sync", "sync", ".3f"), ("fps", "frames/s", ".2f"), ("frames", "frames", "d"))
+STRIP_FRAMES = 12         # val frames shown in the mouth strip image
 
 
 @dataclass
@@ -52,6 +65,18 @@ class ValSplit:
     c2w: np.ndarray            # [T, 4, 4]
     landmarks: np.ndarray      # [T, 68, 3] real idexp, normalised
     mel: np.ndarray            # [2T, 80]
+    lip_rect: np.ndarray       # [T, 4] x, y, w, h of the real frame's lip box (pixels)
+
+    def mouth_box(self, k: int) -> tuple[slice, slice]:
+        """(rows, cols) of val frame k's mouth region: its lip box grown by LIP_BOX_GROW."""
+        return grown_box(self.lip_rect[k], LIP_BOX_GROW, self.images.width, self.images.height)
+
+
+@dataclass
+class RealFaces:
+    """What the real val frames' face mesh gave, to compare rendered frames with."""
+    mouth: np.ndarray          # [T, 20, 2] mouth points (px), NaN rows where no face
+    landmarks68: np.ndarray    # [T, 68, 2] (px), NaN rows where no face
 
 
 def load_val_split(root: str | Path, max_frames: int | None = None) -> ValSplit:
@@ -61,9 +86,11 @@ def load_val_split(root: str | Path, max_frames: int | None = None) -> ValSplit:
     if len(frames) == 0:
         raise ValueError(f"{root}: the val split is empty (num_train = num_frames = {images.num_frames})")
     first, last = frames[0], frames[-1] + 1
-    mel = np.array(arrays(root)["mel"][2 * first: 2 * last], np.float32)                   # [2T, 80]
+    data = arrays(root)
+    mel = np.array(data["mel"][2 * first: 2 * last], np.float32)                           # [2T, 80]
     landmarks = images.landmarks[first:last].reshape(len(frames), 68, 3).numpy()
-    return ValSplit(images, frames, images.c2w[first:last].numpy(), landmarks, mel)
+    return ValSplit(images, frames, images.c2w[first:last].numpy(), landmarks, mel,
+                    np.array(data["lip_rect"][first:last]))
 
 
 def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: str,
@@ -115,6 +142,18 @@ def mouth_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def ibug68_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[T, 478, 3] + valid [T] → [T, 68, 2] (px), NaN rows where no face."""
+    out = ibug68_from_mediapipe(landmarks478)[..., :2].astype(np.float64)
+    out[~valid] = np.nan
+    return out
+
+
+def strip_frames(count: int) -> list[int]:
+    """The val frames (positions in the split) the mouth strip shows: STRIP_FRAMES evenly spaced."""
+    return sorted(set(np.linspace(0, count - 1, min(STRIP_FRAMES, count)).round().astype(int).tolist()))
+
+
 def landmark_sync(syncnet: torch.nn.Module | None, landmarks478: np.ndarray, valid: np.ndarray, width: int,
                   height: int, mel: np.ndarray) -> float | None:
     """Sync score of re-detected landmarks against the audio mel [2T, 80]; None without a SyncNet,
@@ -132,17 +171,24 @@ def _frame_and_mask(split: ValSplit, k: int) -> tuple[np.ndarray, np.ndarray]:
     return image, labels == contract.Label.HEAD
 
 
-def score_ground_truth(split: ValSplit, syncnet, progress: bool = True) -> tuple[dict, np.ndarray]:
-    """The real frames' row (LMD 0 by definition, their sync) and their mouth points [T, 20, 2]."""
-    track = FaceTrack()
+def score_ground_truth(split: ValSplit, syncnet, progress: bool = True,
+                       crops: dict[int, np.ndarray] | None = None) -> tuple[dict, RealFaces]:
+    """The real frames' row (LMD 0 and aperture r 1 by definition, their sync) and their face mesh.
+    crops: filled with the mouth crops of the strip's frames (position in the split → uint8 crop)."""
+    track, keep = FaceTrack(), set(strip_frames(len(split.frames))) if crops is not None else set()
     for k in tqdm(range(len(split.frames)), desc="ground truth", unit="frame", disable=not progress):
-        track.add(_frame_and_mask(split, k)[0])
+        frame = _frame_and_mask(split, k)[0]
+        track.add(frame)
+        if k in keep:
+            crops[k] = frame[split.mouth_box(k)].copy()
     lm478, valid = track.close()
-    row = dict(psnr_head=None, ssim_head=None, psnr_full=None, ssim_full=None,
-               lmd_px=0.0 if valid.any() else None,
+    real = RealFaces(mouth_points(lm478, valid), ibug68_points(lm478, valid))
+    row = dict(psnr_head=None, ssim_head=None, psnr_mouth=None, ssim_mouth=None, psnr_full=None, ssim_full=None,
+               lmd_px=0.0 if valid.any() else None, aperture_r=aperture_correlation(real.landmarks68,
+                                                                                    real.landmarks68),
                sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
                fps=None, frames=len(split.frames), detection_rate=float(valid.mean()))
-    return row, mouth_points(lm478, valid)
+    return row, real
 
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
@@ -154,13 +200,16 @@ def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
 
 
-def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth: np.ndarray | None, syncnet,
-                   device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True) -> dict:
+def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real: RealFaces | None, syncnet,
+                   device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True,
+                   crops: dict[int, np.ndarray] | None = None) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
-    the real one as it arrives. faces=False: image scores and speed only (no face mesh: LMD, sync and
-    the detection rate are None), where MediaPipe is not installed."""
+    the real one as it arrives. faces=False: image scores and speed only (no face mesh: LMD, aperture,
+    sync and the detection rate are None), where MediaPipe is not installed. crops: filled with the
+    mouth crops of the strip's frames, as score_ground_truth."""
     frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
+    keep = set(strip_frames(len(split.frames))) if crops is not None else set()
     bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
         start = time.perf_counter()
@@ -170,10 +219,12 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth:
             break
         if count >= len(split.frames):
             raise ValueError(f"the renderer yielded more frames than the {len(split.frames)} asked for")
-        real, head_mask = _frame_and_mask(split, count)
-        if frame.shape != real.shape:
-            raise ValueError(f"the renderer made {frame.shape} frames; the video's are {real.shape}")
-        scores.update(frame, real, head_mask)
+        real_frame, head_mask = _frame_and_mask(split, count)
+        if frame.shape != real_frame.shape:
+            raise ValueError(f"the renderer made {frame.shape} frames; the video's are {real_frame.shape}")
+        scores.update(frame, real_frame, head_mask, split.mouth_box(count))
+        if count in keep:
+            crops[count] = frame[split.mouth_box(count)].copy()
         if track is not None:
             track.add(frame)
         count += 1
@@ -182,13 +233,14 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth:
     if count != len(split.frames):
         raise ValueError(f"the renderer yielded {count} frames for {len(split.frames)} cameras")
     if track is None:
-        return dict(**scores.compute(), lmd_px=None, sync=None, fps=count / max(render_s, 1e-9), frames=count,
-                    detection_rate=None)
+        return dict(**scores.compute(), lmd_px=None, aperture_r=None, sync=None, fps=count / max(render_s, 1e-9),
+                    frames=count, detection_rate=None)
     lm478, valid = track.close()
     mouth = mouth_points(lm478, valid)
-    both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real_mouth).all(axis=(1, 2))
+    both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real.mouth).all(axis=(1, 2))
     return dict(**scores.compute(),
-                lmd_px=landmark_distance(mouth, real_mouth) if both.any() else None,
+                lmd_px=landmark_distance(mouth, real.mouth) if both.any() else None,
+                aperture_r=aperture_correlation(ibug68_points(lm478, valid), real.landmarks68),
                 sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
                 fps=count / max(render_s, 1e-9), frames=count, detection_rate=float(valid.mean()))
 
@@ -196,31 +248,48 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real_mouth:
 def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postnet_ckpt: str | Path | None,
                      syncnet_ckpt: str | Path | None, device: str = "cpu", max_frames: int | None = None,
                      temperature: float = 1.0, clamp_std: float = 2.5,
-                     smoothing: float = 0.2, seed: int = 9999, progress: bool = True) -> dict:
+                     smoothing: float = 0.2, seed: int = 9999, progress: bool = True, frozen: bool = True,
+                     strip: str | Path | None = None) -> dict:
     """Every row on the val split → {"rows": {row: {metric: value}}, ...}. postnet_ckpt None skips the
-    audio-driven row. Checkpoints are resolved first, so a missing one fails before any rendering."""
+    audio-driven row, frozen=False the frozen control; strip: where to write the mouth strip PNG.
+    Checkpoints are resolved first, so a missing one fails before any rendering."""
     renderer_ckpt = upstream_checkpoint(renderer_ckpt)
     postnet_ckpt = upstream_checkpoint(postnet_ckpt) if postnet_ckpt is not None else None
     split = load_val_split(speaker_root, max_frames)
     syncnet, note = load_syncnet(syncnet_ckpt, device)
     renderer = load_renderer(renderer_ckpt, device)
-    rows = {}
-    rows["ground_truth"], real_mouth = score_ground_truth(split, syncnet, progress)
-    rows["reconstruction"] = score_renderer(renderer, split, split.landmarks, real_mouth, syncnet, device,
-                                            "reconstruction", progress)
+    rows, crops = {}, {}
+    crops["truth"] = {}
+    rows["ground_truth"], real = score_ground_truth(split, syncnet, progress, crops["truth"])
+    drives = {"reconstruction": split.landmarks}
+    if frozen:   # the normalised landmarks' mean is 0: every frame gets the speaker's mean face
+        drives["frozen"] = np.zeros_like(split.landmarks)
     if postnet_ckpt is not None:
-        driven = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std, smoothing, seed)
-        rows["audio_driven"] = score_renderer(renderer, split, driven, real_mouth, syncnet, device,
-                                              "audio-driven", progress)
+        drives["audio_driven"] = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std,
+                                                        smoothing, seed)
+    for name, landmarks in drives.items():
+        crops[name] = {}
+        rows[name] = score_renderer(renderer, split, landmarks, real, syncnet, device, name.replace("_", "-"),
+                                    progress, crops=crops[name])
+    if "frozen" in rows:
+        for name in ("reconstruction", "audio_driven"):
+            if name in rows and rows[name]["lmd_px"] and rows["frozen"]["lmd_px"] is not None:
+                rows[name]["responsiveness"] = rows["frozen"]["lmd_px"] / rows[name]["lmd_px"]
     notes = [note] if note else []
-    notes += [f"{name}: a face was found in {row['detection_rate']:.0%} of the frames; LMD and sync use only "
-              "those" for name, row in rows.items() if row["detection_rate"] < 1]
+    notes += [f"{name}: a face was found in {row['detection_rate']:.0%} of the frames; LMD, aperture and sync "
+              "use only those" for name, row in rows.items() if row["detection_rate"] < 1]
+    strip_path = None
+    if strip is not None:
+        shown = {name.replace("_", "-"): [crops[name][k] for k in sorted(crops[name])] for name in crops}
+        strip_path = str(strip)
+        write_rgb(strip, mouth_strip(shown))
     return dict(speaker_root=str(speaker_root), renderer=type(renderer).__name__,
                 renderer_ckpt=str(renderer_ckpt),
                 postnet_ckpt=None if postnet_ckpt is None else str(postnet_ckpt),
                 syncnet_ckpt=None if syncnet is None else str(syncnet_ckpt),
                 val_frames=[split.frames[0], split.frames[-1] + 1],
                 resolution=[split.images.height, split.images.width], device=device, notes=notes,
+                strip=strip_path, strip_frames=[split.frames[k] for k in strip_frames(len(split.frames))],
                 rows={r: rows[r] for r in ROWS if r in rows})
 
 

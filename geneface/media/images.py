@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
-__all__ = ["read_rgb"]
+from geneface.utils.io import atomic_path
+
+__all__ = ["read_rgb", "write_rgb"]
 
 
 def read_rgb(path: str | os.PathLike, hint: str | None = None) -> np.ndarray:
@@ -17,3 +21,14 @@ def read_rgb(path: str | os.PathLike, hint: str | None = None) -> np.ndarray:
     if bgr is None:
         raise FileNotFoundError(f"cannot read image {path} (missing or corrupt)" + (f"; {hint}" if hint else ""))
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | os.PathLike, image: np.ndarray) -> None:
+    """RGB uint8 [H, W, 3] → an image file whose format its suffix names (.png, .jpg), written atomically
+    (a reader never sees half an image)."""
+    suffix = Path(path).suffix or ".png"
+    ok, data = cv2.imencode(suffix, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"cannot encode an image as {suffix} for {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())

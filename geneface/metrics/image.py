@@ -15,6 +15,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 __all__ = ["mask_box", "as_batch", "image_metric", "ImageMetrics", "ImageScores", "PSNR_CAP"]
 
 PSNR_CAP = 100.0    # dB: identical frames give +inf, which JSON cannot hold
+SSIM_MIN_SIDE = 11  # px: torchmetrics' SSIM window; a smaller region gets PSNR only
 
 
 def mask_box(mask: Tensor, margin: int = 4) -> tuple[slice, slice] | None:
@@ -68,22 +69,30 @@ class ImageMetrics(nn.Module):
 
 
 class ImageScores:
-    """PSNR and SSIM over a sequence, on the real frame's head box and on the full frame (the same
-    regions and metrics as the renderer stages' validation: mask_box and ImageMetrics above)."""
+    """PSNR and SSIM over a sequence, on the real frame's head box, on its mouth box (when given) and on
+    the full frame (the same regions and metrics as the renderer stages' validation: mask_box and
+    ImageMetrics above)."""
+
+    NAMES = ("psnr_head", "ssim_head", "psnr_mouth", "ssim_mouth", "psnr_full", "ssim_full")
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.metrics = ImageMetrics(("psnr_head", "ssim_head", "psnr_full", "ssim_full")).to(self.device)
+        self.metrics = ImageMetrics(self.NAMES).to(self.device)
 
-    def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray) -> None:
-        """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame."""
+    def update(self, frame: np.ndarray, real: np.ndarray, head_mask: np.ndarray,
+               mouth_box: tuple[slice, slice] | None = None) -> None:
+        """uint8 [H, W, 3] generated and real frames, bool [H, W] HEAD pixels of the real frame, the
+        (rows, cols) of its mouth (geneface.data.boxes.grown_box of the lip box)."""
         pred, target = self._tensor(frame), self._tensor(real)                              # [H, W, 3]
         for name in ("psnr_full", "ssim_full"):
             self.metrics.update(name, pred, target)
-        box = mask_box(torch.from_numpy(head_mask))
-        if box is not None:
-            for name in ("psnr_head", "ssim_head"):
-                self.metrics.update(name, pred[box], target[box])
+        regions = {"head": mask_box(torch.from_numpy(head_mask)), "mouth": mouth_box}
+        for region, box in regions.items():
+            if box is None:
+                continue
+            self.metrics.update(f"psnr_{region}", pred[box], target[box])
+            if min(pred[box].shape[:2]) >= SSIM_MIN_SIDE:
+                self.metrics.update(f"ssim_{region}", pred[box], target[box])
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(image)).to(self.device)               # [H, W, 3] uint8
