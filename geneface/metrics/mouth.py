@@ -35,7 +35,7 @@ def aperture_correlation(generated68: np.ndarray, real68: np.ndarray) -> float |
     return pearson(inner_lip_aperture(generated68), inner_lip_aperture(real68))
 
 
-STRIP_CROP = (64, 96)     # height, width of each mouth crop in the strip image
+STRIP_CROP = (80, 80)     # height, width of each mouth crop in the strip image (the mouth box is square)
 
 
 def mouth_strip(rows: dict[str, list[np.ndarray]]) -> np.ndarray:
