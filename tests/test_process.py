@@ -106,6 +106,21 @@ def test_bad_inputs_raise_the_documented_errors_and_leave_nothing(tmp_path):
 
 @pytest.mark.realdata
 @needs_shared
+def test_a_work_directory_left_by_another_video_is_not_resumed(tmp_path):
+    """Issue 17 #1: the work directory was keyed by the name only, so after a video rejected for no face
+    a good video under the same name was rejected with the old video's 'no face found in 100 of 100'."""
+    noface = tmp_path / "noface.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=128x128:rate=25", "-f", "lavfi", "-i", "sine=frequency=300",
+           "-t", "4", "-pix_fmt", "yuv420p", "-shortest", str(noface))
+    with pytest.raises(NoFaceError):
+        process_speaker(noface, "x", tmp_path / "data", quick())
+    assert (tmp_path / "data" / ".work" / "x" / "frames.done").is_file()      # its steps, kept to resume
+    out = process_speaker(MAY, "x", tmp_path / "data", quick())
+    assert validate(out).num_frames == 125                                    # May_5s's frames, not the 100
+
+
+@pytest.mark.realdata
+@needs_shared
 def test_face_too_small_is_reported(tmp_path):
     with pytest.raises(FaceTooSmallError, match="px wide"):
         process_speaker(MAY, "May", tmp_path, quick(min_face_px=2000))

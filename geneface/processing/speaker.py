@@ -8,6 +8,9 @@ Steps and what each leaves in the work directory (`<data_dir>/.work/<name>/`):
   pose     pose.npz         head pose, focal, idexp landmarks
   assemble <data_dir>/<name>/  arrays + images moved into a directory renamed into place, meta.json last
 A finished step writes `<step>.done`; re-running skips finished steps, so an interrupted run resumes.
+The work directory is tied to its input (`input.json`: the video's path, size and mtime, and the options
+that shape what the steps write): a run for another video or other options under the same name starts
+it over instead of resuming someone else's steps.
 """
 
 from __future__ import annotations
@@ -50,6 +53,31 @@ class SpeakerProcessConfig:
     timings: dict = field(default_factory=dict)
 
 
+# options that change what the steps write (the others are checks, re-run every time)
+WORK_OPTIONS = ("jpeg_quality", "background_every", "hubert_dir")
+
+
+def _input_stamp(video: Path, cfg: SpeakerProcessConfig) -> dict:
+    stat = video.stat()
+    return {"video": str(video.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "options": {key: getattr(cfg, key) for key in WORK_OPTIONS}}
+
+
+def _work_dir_for(work: Path, stamp: dict) -> None:
+    """Make `work` the work directory of this input: kept when it holds this input's steps, emptied
+    when it holds another's (or an unstamped one from before stamps existed)."""
+    file = work / "input.json"
+    if work.exists():
+        held = json.loads(file.read_text()) if file.is_file() else None
+        if held != stamp:
+            if any(work.iterdir()):
+                log.warning("%s held the steps of %s; starting over for %s", work,
+                            held["video"] if held else "an earlier run", stamp["video"])
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(stamp))
+
+
 class _Steps:
     def __init__(self, work: Path, timings: dict):
         self.work, self.timings = work, timings
@@ -68,14 +96,14 @@ def process_speaker(video: str | Path, name: str, data_dir: str | Path,
     cfg = cfg or SpeakerProcessConfig()
     data_dir = Path(data_dir)
     out_dir, work = data_dir / name, data_dir / ".work" / name
-    work.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(work, cfg.timings)
 
     t0 = time.perf_counter()
     info = probe_video(video)
     _check_input(info, cfg)
     num_frames = info.num_frames_25fps
     cfg.timings["probe"] = time.perf_counter() - t0
+    _work_dir_for(work, _input_stamp(Path(info.path), cfg))
+    steps = _Steps(work, cfg.timings)
 
     if not steps.done("audio"):
         t0 = time.perf_counter()
