@@ -37,14 +37,14 @@ from tqdm.auto import tqdm
 from geneface.data import contract
 from geneface.data.boxes import LIP_BOX_GROW, grown_box
 from geneface.data.frames import arrays, val_indices
-from geneface.data.landmarks import ibug68_from_mediapipe
+from geneface.data.landmarks import ibug68_from_mediapipe, mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
 from geneface.media.images import write_rgb
 from geneface.metrics.image import PSNR_CAP, ImageScores  # noqa: F401  (PSNR_CAP: part of this API)
-from geneface.metrics.lmd import MOUTH_MEDIAPIPE, landmark_distance
+from geneface.metrics.lmd import landmark_distance
 from geneface.metrics.mouth import aperture_correlation, mouth_strip
 from geneface.metrics.sync import sync_score
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
@@ -70,13 +70,6 @@ class ValSplit:
     def mouth_box(self, k: int) -> tuple[slice, slice]:
         """(rows, cols) of val frame k's mouth region: its lip box grown by LIP_BOX_GROW."""
         return grown_box(self.lip_rect[k], LIP_BOX_GROW, self.images.width, self.images.height)
-
-
-@dataclass
-class RealFaces:
-    """What the real val frames' face mesh gave, to compare rendered frames with."""
-    mouth: np.ndarray          # [T, 20, 2] mouth points (px), NaN rows where no face
-    landmarks68: np.ndarray    # [T, 68, 2] (px), NaN rows where no face
 
 
 def load_val_split(root: str | Path, max_frames: int | None = None) -> ValSplit:
@@ -135,13 +128,6 @@ class FaceTrack:
         return np.stack(self.points), np.array(self.valid, bool)
 
 
-def mouth_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """[T, 478, 3] + valid [T] → [T, 20, 2] mouth points (lmd.py's layout), NaN rows where no face."""
-    out = landmarks478[:, list(MOUTH_MEDIAPIPE), :2].astype(np.float64)
-    out[~valid] = np.nan
-    return out
-
-
 def ibug68_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """[T, 478, 3] + valid [T] → [T, 68, 2] (px), NaN rows where no face."""
     out = ibug68_from_mediapipe(landmarks478)[..., :2].astype(np.float64)
@@ -149,9 +135,28 @@ def ibug68_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
+def mouth_points(landmarks478: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """[T, 478, 3] + valid [T] → [T, 20, 2] mouth points (lmd.py's layout), NaN rows where no face."""
+    return lip_points(ibug68_points(landmarks478, valid))
+
+
 def strip_frames(count: int) -> list[int]:
     """The val frames (positions in the split) the mouth strip shows: STRIP_FRAMES evenly spaced."""
     return sorted(set(np.linspace(0, count - 1, min(STRIP_FRAMES, count)).round().astype(int).tolist()))
+
+
+class StripCrops:
+    """Collects one sequence's mouth crops of the strip's frames (position in the split → uint8 crop)."""
+
+    def __init__(self, split: ValSplit):
+        self.keep, self.crops = set(strip_frames(len(split.frames))), {}
+
+    def add(self, k: int, frame: np.ndarray, box: tuple[slice, slice]) -> None:
+        if k in self.keep:
+            self.crops[k] = frame[box].copy()
+
+    def in_order(self) -> list[np.ndarray]:
+        return [self.crops[k] for k in sorted(self.crops)]
 
 
 def landmark_sync(syncnet: torch.nn.Module | None, landmarks478: np.ndarray, valid: np.ndarray, width: int,
@@ -172,23 +177,22 @@ def _frame_and_mask(split: ValSplit, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def score_ground_truth(split: ValSplit, syncnet, progress: bool = True,
-                       crops: dict[int, np.ndarray] | None = None) -> tuple[dict, RealFaces]:
-    """The real frames' row (LMD 0 and aperture r 1 by definition, their sync) and their face mesh.
-    crops: filled with the mouth crops of the strip's frames (position in the split → uint8 crop)."""
-    track, keep = FaceTrack(), set(strip_frames(len(split.frames))) if crops is not None else set()
+                       crops: StripCrops | None = None) -> tuple[dict, np.ndarray]:
+    """The real frames' row (LMD 0 and aperture r 1 by definition, their sync) and their re-detected
+    68 points [T, 68, 2] (NaN rows where no face). crops: gets the strip frames' mouths."""
+    track = FaceTrack()
     for k in tqdm(range(len(split.frames)), desc="ground truth", unit="frame", disable=not progress):
         frame = _frame_and_mask(split, k)[0]
         track.add(frame)
-        if k in keep:
-            crops[k] = frame[split.mouth_box(k)].copy()
+        if crops is not None:
+            crops.add(k, frame, split.mouth_box(k))
     lm478, valid = track.close()
-    real = RealFaces(mouth_points(lm478, valid), ibug68_points(lm478, valid))
+    real68 = ibug68_points(lm478, valid)
     row = dict(psnr_head=None, ssim_head=None, psnr_mouth=None, ssim_mouth=None, psnr_full=None, ssim_full=None,
-               lmd_px=0.0 if valid.any() else None, aperture_r=aperture_correlation(real.landmarks68,
-                                                                                    real.landmarks68),
+               lmd_px=0.0 if valid.any() else None, aperture_r=aperture_correlation(real68, real68),
                sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
                fps=None, frames=len(split.frames), detection_rate=float(valid.mean()))
-    return row, real
+    return row, real68
 
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
@@ -200,16 +204,15 @@ def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
 
 
-def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real: RealFaces | None, syncnet,
+def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.ndarray | None, syncnet,
                    device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True,
-                   crops: dict[int, np.ndarray] | None = None) -> dict:
+                   crops: StripCrops | None = None) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
-    the real one as it arrives. faces=False: image scores and speed only (no face mesh: LMD, aperture,
-    sync and the detection rate are None), where MediaPipe is not installed. crops: filled with the
-    mouth crops of the strip's frames, as score_ground_truth."""
+    the real one (whose re-detected points are real68, score_ground_truth's) as it arrives.
+    faces=False: image scores and speed only (no face mesh: LMD, aperture, sync and the detection rate
+    are None), where MediaPipe is not installed. crops: gets the strip frames' mouths."""
     frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
-    keep = set(strip_frames(len(split.frames))) if crops is not None else set()
     bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
         start = time.perf_counter()
@@ -222,9 +225,10 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real: RealF
         real_frame, head_mask = _frame_and_mask(split, count)
         if frame.shape != real_frame.shape:
             raise ValueError(f"the renderer made {frame.shape} frames; the video's are {real_frame.shape}")
-        scores.update(frame, real_frame, head_mask, split.mouth_box(count))
-        if count in keep:
-            crops[count] = frame[split.mouth_box(count)].copy()
+        mouth_box = split.mouth_box(count)
+        scores.update(frame, real_frame, head_mask, mouth_box)
+        if crops is not None:
+            crops.add(count, frame, mouth_box)
         if track is not None:
             track.add(frame)
         count += 1
@@ -236,11 +240,12 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real: RealF
         return dict(**scores.compute(), lmd_px=None, aperture_r=None, sync=None, fps=count / max(render_s, 1e-9),
                     frames=count, detection_rate=None)
     lm478, valid = track.close()
-    mouth = mouth_points(lm478, valid)
-    both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real.mouth).all(axis=(1, 2))
+    points68 = ibug68_points(lm478, valid)
+    mouth, real_mouth = lip_points(points68), lip_points(real68)
+    both = np.isfinite(mouth).all(axis=(1, 2)) & np.isfinite(real_mouth).all(axis=(1, 2))
     return dict(**scores.compute(),
-                lmd_px=landmark_distance(mouth, real.mouth) if both.any() else None,
-                aperture_r=aperture_correlation(ibug68_points(lm478, valid), real.landmarks68),
+                lmd_px=landmark_distance(mouth, real_mouth) if both.any() else None,
+                aperture_r=aperture_correlation(points68, real68),
                 sync=landmark_sync(syncnet, lm478, valid, split.images.width, split.images.height, split.mel),
                 fps=count / max(render_s, 1e-9), frames=count, detection_rate=float(valid.mean()))
 
@@ -258,9 +263,8 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
     split = load_val_split(speaker_root, max_frames)
     syncnet, note = load_syncnet(syncnet_ckpt, device)
     renderer = load_renderer(renderer_ckpt, device)
-    rows, crops = {}, {}
-    crops["truth"] = {}
-    rows["ground_truth"], real = score_ground_truth(split, syncnet, progress, crops["truth"])
+    rows, crops = {}, {"truth": StripCrops(split)}
+    rows["ground_truth"], real68 = score_ground_truth(split, syncnet, progress, crops["truth"])
     drives = {"reconstruction": split.landmarks}
     if frozen:   # the normalised landmarks' mean is 0: every frame gets the speaker's mean face
         drives["frozen"] = np.zeros_like(split.landmarks)
@@ -268,8 +272,8 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
         drives["audio_driven"] = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std,
                                                         smoothing, seed)
     for name, landmarks in drives.items():
-        crops[name] = {}
-        rows[name] = score_renderer(renderer, split, landmarks, real, syncnet, device, name.replace("_", "-"),
+        crops[name] = StripCrops(split)
+        rows[name] = score_renderer(renderer, split, landmarks, real68, syncnet, device, name.replace("_", "-"),
                                     progress, crops=crops[name])
     if "frozen" in rows:
         for name in ("reconstruction", "audio_driven"):
@@ -280,9 +284,8 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
               "use only those" for name, row in rows.items() if row["detection_rate"] < 1]
     strip_path = None
     if strip is not None:
-        shown = {name.replace("_", "-"): [crops[name][k] for k in sorted(crops[name])] for name in crops}
         strip_path = str(strip)
-        write_rgb(strip, mouth_strip(shown))
+        write_rgb(strip, mouth_strip({name.replace("_", "-"): c.in_order() for name, c in crops.items()}))
     return dict(speaker_root=str(speaker_root), renderer=type(renderer).__name__,
                 renderer_ckpt=str(renderer_ckpt),
                 postnet_ckpt=None if postnet_ckpt is None else str(postnet_ckpt),
