@@ -13,11 +13,14 @@ import hydra
 from omegaconf import DictConfig
 
 from geneface.inference.evaluation import evaluate_speaker, format_table
+from geneface.utils.cli import check_choices, require_speaker_kind
 from geneface.utils.io import save_json
+from geneface.utils.threads import set_threads
 
 
 def run(cfg: DictConfig) -> dict:
     """The composed evaluate config → the result (also written to cfg.out)."""
+    require_speaker_kind(cfg.speaker, "evaluate")
     result = evaluate_speaker(
         cfg.speaker.root, cfg.ckpt, cfg.postnet_ckpt if cfg.audio_driven else None, cfg.syncnet_ckpt,
         device=cfg.device, max_frames=cfg.max_frames,
@@ -30,6 +33,7 @@ def run(cfg: DictConfig) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    set_threads(cfg.runtime.threads)
     try:
         result = run(cfg)
     except (FileNotFoundError, ValueError) as err:
@@ -44,4 +48,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_choices(sys.argv[1:])
     main()

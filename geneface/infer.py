@@ -22,7 +22,9 @@ from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import render_video, renderer_stage
 from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
+from geneface.utils.cli import check_choices, require_speaker_kind
 from geneface.utils.io import save_npy
+from geneface.utils.threads import set_threads
 
 
 def resolve_audio(wav: str, data_dir: str) -> Path:
@@ -40,15 +42,16 @@ def renderer_checkpoint(cfg: DictConfig) -> Path:
 
 
 def infer(cfg: DictConfig) -> dict[str, Path]:
+    require_speaker_kind(cfg.speaker, "infer")
     audio_path = resolve_audio(str(cfg.wav), str(cfg.paths.data_dir))
     ckpt = upstream_checkpoint(cfg.postnet_ckpt)
     render_ckpt = renderer_checkpoint(cfg) if cfg.render else None   # fail before any work
+    wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))   # before the models load
     torch.manual_seed(cfg.seed)
-    model = load_stage(ckpt).to(cfg.device)
+    model = load_stage(ckpt, stages=("postnet",), role="postnet_ckpt").to(cfg.device)
     stats_root = Path(cfg.speaker.root)
     mean = np.load(stats_root / "idexp_lm3d_mean.npy")
     std = np.load(stats_root / "idexp_lm3d_std.npy")
-    wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))
     raw = predict_idexp(model, mel, num_frames, temperature=cfg.temperature)
     normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing)
     out_dir = Path(cfg.out_dir)
@@ -70,6 +73,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
+    set_threads(cfg.runtime.threads)
     try:
         outputs = infer(cfg)
     except (FileNotFoundError, ValueError, MissingCheckpointError) as err:
@@ -84,4 +88,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_choices(sys.argv[1:])
     main()

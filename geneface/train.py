@@ -6,6 +6,7 @@ the composed config, fits, and returns the optimised metric (for sweepers).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,11 +17,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
-from geneface.utils.checkpoints import IncompatibleCheckpointError
+from geneface.utils.cli import check_choices
+from geneface.utils.threads import set_threads
+from geneface.utils.checkpoints import (DamagedCheckpointError, IncompatibleCheckpointError, WrongStageCheckpointError,
+                                       read_checkpoint)
 
 
 # The stage directory holds last/best.ckpt *and* runs/ by design, which Lightning would warn about.
@@ -28,13 +32,28 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def _resume_path(cfg: DictConfig) -> str | None:
+    """ckpt_path if given, else the stage's last.ckpt under resume=true; a damaged last.ckpt (a kill
+    while something copied it, a full disk) falls back to best.ckpt beside it, with a warning."""
     if cfg.get("ckpt_path"):
+        read_checkpoint(cfg.ckpt_path)                 # damaged or not ours: say so, naming the file
         return str(cfg.ckpt_path)
     last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
-    if cfg.get("resume") and last.is_file():
-        rank_zero_info(f"Resuming from {last} (pass resume=false to start over)")
-        return str(last)
-    return None
+    if not (cfg.get("resume") and last.is_file()):
+        return None
+    try:
+        read_checkpoint(last)
+    except (DamagedCheckpointError, WrongStageCheckpointError) as err:
+        best = last.with_name("best.ckpt")
+        try:
+            read_checkpoint(best)
+        except (DamagedCheckpointError, WrongStageCheckpointError, FileNotFoundError):
+            raise DamagedCheckpointError(f"{err}\nThere is no readable {best.name} beside it to resume from: "
+                                         f"start over with resume=false (or delete {last})") from None
+        rank_zero_warn(f"{err}\nResuming from {best} instead, the last good checkpoint (its step, not the "
+                       f"last one's).")
+        return str(best)
+    rank_zero_info(f"Resuming from {last} (pass resume=false to start over)")
+    return str(last)
 
 
 def _close_loggers(loggers: list) -> None:
@@ -94,10 +113,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    set_threads(cfg.runtime.threads)
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name else None
 
 
 if __name__ == "__main__":
+    check_choices(sys.argv[1:])
     main()

@@ -91,7 +91,7 @@ def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: st
                            seed: int = 9999) -> np.ndarray:
     """The val mel → normalised [T, 68, 3] landmarks, exactly as `geneface.infer` makes them."""
     torch.manual_seed(seed)
-    model = load_stage(postnet_ckpt).to(device)
+    model = load_stage(postnet_ckpt, stages=("postnet",), role="postnet_ckpt").to(device)
     data = arrays(split.images.root)
     raw = predict_idexp(model, split.mel, len(split.frames), temperature=temperature)
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
@@ -106,7 +106,7 @@ def load_syncnet(ckpt: str | Path | None, device: str) -> tuple[torch.nn.Module 
         path = upstream_checkpoint(ckpt)
     except MissingCheckpointError as err:
         return None, f"sync skipped: {err}"
-    return load_stage(path).net.to(device).eval(), None
+    return load_stage(path, stages=("syncnet",), role="syncnet_ckpt").net.to(device).eval(), None
 
 
 class FaceTrack:

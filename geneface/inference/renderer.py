@@ -11,7 +11,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
-from geneface.utils.checkpoints import load_stage
+from geneface.utils.checkpoints import RENDERER_STAGES, load_stage
 
 
 class FrameRenderer(Protocol):
@@ -28,8 +28,4 @@ class FrameRenderer(Protocol):
 
 def load_renderer(ckpt: str | Path, device: str = "cpu") -> FrameRenderer:
     """A renderer stage's checkpoint (radnerf, radnerf_torso, nerf, nerf_torso) → a renderer on `device`."""
-    module = load_stage(ckpt)
-    if not all(hasattr(module, name) for name in ("render_frames", "needs_audio", "draws_torso")):
-        raise ValueError(f"{ckpt} holds a {type(module).__name__}, not a renderer stage "
-                         f"(radnerf, radnerf_torso, nerf or nerf_torso)")
-    return module.to(device)
+    return load_stage(ckpt, stages=RENDERER_STAGES, role="the renderer checkpoint").to(device)

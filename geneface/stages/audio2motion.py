@@ -63,7 +63,8 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
 
     def setup(self, stage: str) -> None:
         if self.syncnet is None and self.syncnet_ckpt is not None:
-            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT)).net)
+            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT), stages=("syncnet",),
+                                                    role="stage.model.syncnet_ckpt").net)
 
     def _sync(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
         syncnet = self.frozen_on("syncnet", pred.device)

@@ -41,12 +41,14 @@ class FrozenNets:
         self.attach_frozen(**{name: stage})
         self._carried_configs[name] = config
 
-    def carry_upstream(self, name: str, path, hint: str = "") -> nn.Module:
+    def carry_upstream(self, name: str, path, hint: str = "", stages: tuple[str, ...] | None = None,
+                       role: str = "") -> nn.Module:
         """Load an upstream stage's checkpoint (MissingCheckpointError names the command that trains
-        it, plus `hint`), carry it under `name` and return it."""
-        from geneface.utils.checkpoints import load_stage, upstream_checkpoint
+        it, plus `hint`; one of other `stages` than these is refused naming `role`), carry it under
+        `name` and return it."""
+        from geneface.utils.checkpoints import load_stage, read_checkpoint, upstream_checkpoint
 
-        checkpoint = torch.load(upstream_checkpoint(path, hint), map_location="cpu", weights_only=False)
+        checkpoint = read_checkpoint(upstream_checkpoint(path, hint), stages=stages, role=role or name)
         stage = load_stage(checkpoint)
         self.carry(name, stage, checkpoint["geneface_config"])
         return stage

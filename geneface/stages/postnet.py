@@ -73,9 +73,10 @@ class PostnetStage(FrozenNets, L.LightningModule):
         if self.vae is None:
             if self.vae_ckpt is None:
                 raise ValueError("the postnet stage needs the audio2motion VAE: set stage.model.vae_ckpt")
-            self.carry_upstream("vae", self.vae_ckpt)       # the audio2motion stage; .sample is the VAE's
+            self.carry_upstream("vae", self.vae_ckpt, stages=("audio2motion",), role="stage.model.vae_ckpt")       # the audio2motion stage; .sample is the VAE's
         if self.syncnet is None and self.syncnet_ckpt is not None and stage == "fit":
-            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT)).net)
+            self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT), stages=("syncnet",),
+                                                    role="stage.model.syncnet_ckpt").net)
 
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -188,4 +189,4 @@ class PostnetStage(FrozenNets, L.LightningModule):
 def load_postnet(speaker: str, output_dir: str | Path = "outputs", name: str = "selected.ckpt") -> PostnetStage:
     """Inference: the speaker's postnet (with its VAE) from `<output_dir>/<speaker>/postnet/<name>`;
     by default the picker's selected.ckpt. Use `.predict(audio, mask, temperature)`."""
-    return load_stage(stage_checkpoint(output_dir, speaker, "postnet", name))
+    return load_stage(stage_checkpoint(output_dir, speaker, "postnet", name), stages=("postnet",))

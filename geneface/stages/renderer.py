@@ -200,7 +200,8 @@ class TorsoStage(FrozenNets, RendererStage):
             if self.head_ckpt is None:
                 raise ValueError("this torso stage needs a trained head: set stage.model.head_ckpt")
             hint = f"\n(the torso is trained under a trained head: train stage={self.head_stage} first)"
-            self.carry_upstream("head", self.head_ckpt, hint)
+            self.carry_upstream("head", self.head_ckpt, hint, stages=(self.head_stage,),
+                                role="stage.model.head_ckpt")
 
     def carry(self, name: str, stage, config: dict) -> None:
         super().carry(name, stage, config)

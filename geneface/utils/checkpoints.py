@@ -3,9 +3,18 @@ finds and rebuilds its upstream."""
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
+
+from geneface.utils.cli import CONFIG_DIR
+
+# the stage directories a standard checkpoint name lives in: only there does a missing file mean
+# "that stage has not been trained" (elsewhere it is a mistyped path)
+STANDARD_NAMES = ("best.ckpt", "last.ckpt", "selected.ckpt")
+RENDERER_STAGES = ("radnerf", "radnerf_torso", "nerf", "nerf_torso")
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -14,6 +23,18 @@ class MissingCheckpointError(FileNotFoundError):
 
 class IncompatibleCheckpointError(RuntimeError):
     """A run would resume from a checkpoint of a different network (e.g. an earlier width)."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file cannot be read (cut short, empty, or not a checkpoint); names the file."""
+
+
+class WrongStageCheckpointError(ValueError):
+    """A checkpoint of one stage was given where another stage's is needed; names both."""
+
+
+def _known_stage(name: str) -> bool:
+    return (CONFIG_DIR / "stage" / f"{name}.yaml").is_file()
 
 
 def stage_checkpoint(output_dir: str | Path, speaker: str, stage: str, name: str = "best.ckpt") -> Path:
@@ -33,26 +54,63 @@ def upstream_checkpoint(path: str | Path, hint: str = "") -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    if len(path.parts) >= 3:
+    if len(path.parts) >= 3 and path.name in STANDARD_NAMES and _known_stage(path.parent.name):
         try:
             return stage_checkpoint(path.parents[2], path.parent.parent.name, path.parent.name, path.name)
         except MissingCheckpointError as err:
             raise MissingCheckpointError(f"{err}{hint}") from None
-    raise MissingCheckpointError(f"upstream checkpoint {path} does not exist{hint}")
+    raise MissingCheckpointError(f"checkpoint {path} does not exist: check the path{hint}")
 
 
-def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu"):
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    stages: tuple[str, ...] | None = None, role: str = "this checkpoint") -> dict:
+    """torch.load a checkpoint written by geneface.train, with errors that name the file: damaged
+    (DamagedCheckpointError), not ours, or of another stage than `stages` (WrongStageCheckpointError;
+    `role` says what it was given as, e.g. 'postnet_ckpt')."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
+        size = path.stat().st_size if path.is_file() else 0
+        raise DamagedCheckpointError(
+            f"{path} is damaged and cannot be read ({size:,} bytes; {type(err).__name__}: "
+            f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}): it was cut short (a kill or a "
+            f"full disk while copying it?) or is not a checkpoint. Train its stage again, or point at "
+            f"another checkpoint.") from None
+    config = checkpoint.get("geneface_config") if isinstance(checkpoint, dict) else None
+    if config is None:
+        raise WrongStageCheckpointError(f"{path} was not written by geneface.train (no geneface_config "
+                                        f"inside); cannot tell which network it holds")
+    stage = checkpoint_stage(checkpoint)
+    if stages is not None and stage not in stages:
+        raise WrongStageCheckpointError(
+            f"{path} holds a '{stage}' checkpoint, but {role} needs a checkpoint of "
+            f"{' or '.join(repr(s) for s in stages)}; point {role} at one (e.g. "
+            f"outputs/<speaker>/{stages[0]}/{'selected' if stages[0] == 'postnet' else 'best'}.ckpt)")
+    return checkpoint
+
+
+def checkpoint_stage(checkpoint: dict) -> str:
+    """The stage name a geneface checkpoint was trained as (its config's stage.name)."""
+    return str(checkpoint["geneface_config"]["stage"]["name"])
+
+
+def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu",
+               stages: tuple[str, ...] | None = None, role: str = "this checkpoint"):
     """Rebuild a stage's LightningModule from a checkpoint written by geneface.train (a path, or the
-    checkpoint already read with torch.load) and load its weights. A module may define
-    `on_load_stage(checkpoint)`, called first, to restore extra state. Returns it in eval mode."""
+    checkpoint already read with torch.load) and load its weights; a path is read by read_checkpoint
+    (`stages`, `role`: see there). A module may define `on_load_stage(checkpoint)`, called first, to
+    restore extra state. Returns it in eval mode."""
     from hydra.utils import instantiate
 
-    checkpoint = path if isinstance(path, dict) else torch.load(path, map_location=map_location,
-                                                                 weights_only=False)
-    config = checkpoint.get("geneface_config")
-    if config is None:
-        raise ValueError(f"{'the checkpoint' if isinstance(path, dict) else path} was not written by "
-                         f"geneface.train (no geneface_config inside); cannot tell which network it holds")
+    if isinstance(path, dict):
+        checkpoint = path
+        if checkpoint.get("geneface_config") is None:
+            raise WrongStageCheckpointError("the checkpoint was not written by geneface.train (no "
+                                            "geneface_config inside); cannot tell which network it holds")
+    else:
+        checkpoint = read_checkpoint(path, map_location, stages, role)
+    config = checkpoint["geneface_config"]
     module = instantiate(config["stage"]["model"])
     hook = getattr(module, "on_load_stage", None)
     if callable(hook):              # e.g. the postnet rebuilds the frozen VAE stored beside its weights

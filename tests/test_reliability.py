@@ -1,0 +1,175 @@
+"""Reliability: bad inputs and interruptions, as a new user meets them (issue 17's list).
+
+Each case states the documented error type and checks that the message names the file and the fix;
+interruptions resume to the same result; nothing half-written is left looking complete.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from geneface.media.audio import write_wav
+from geneface.train import train
+from geneface.utils.checkpoints import (DamagedCheckpointError, MissingCheckpointError, WrongStageCheckpointError,
+                                        load_stage, upstream_checkpoint)
+from hydra_utils import CONFIG_DIR, REPO_ROOT, compose_train
+
+SMALL_SYNCNET = [  # a SyncNet small enough for 2 CPU cores (as tests/test_train.py)
+    "stage.model.net.width=0.25", "stage.data.batch_size=16", "stage.data.num_workers=0",
+    "stage.data.train_collate.num_pairs=256", "stage.data.val_collate.num_pairs=1024",
+    "trainer.accelerator=cpu",
+]
+
+
+def _syncnet_checkpoint(output_dir: Path) -> Path:
+    """A real (untrained) syncnet checkpoint as geneface.train writes it: <output_dir>/lrs3/syncnet/best.ckpt."""
+    cfg = compose_train(["stage=syncnet", f"paths.output_dir={output_dir}", *SMALL_SYNCNET], output_dir / "run")
+    module = instantiate(cfg.stage.model)
+    path = output_dir / "lrs3" / "syncnet" / "best.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"geneface_config": OmegaConf.to_container(cfg, resolve=True), "state_dict": module.state_dict()}, path)
+    return path
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+# --- checkpoints (issue 17 #4, #5) ----------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_a_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, damage):
+    path = _syncnet_checkpoint(tmp_path)
+    if damage == "truncated":
+        _truncate(path)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_text("not a checkpoint\n")
+    with pytest.raises(DamagedCheckpointError, match="Train its stage again") as err:
+        load_stage(path)
+    assert str(path) in str(err.value) and "damaged" in str(err.value)
+
+
+def _compose_infer(output_dir: Path, *overrides: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("infer", overrides=["speaker=demo", f"paths.output_dir={output_dir}",
+                                           f"paths.data_dir={output_dir / 'data'}", *overrides])
+
+
+def test_a_checkpoint_of_another_stage_is_refused_naming_both(tmp_path):
+    """A syncnet checkpoint passed as postnet_ckpt (old code: AttributeError: 'SyncNetStage' object
+    has no attribute 'predict', after loading)."""
+    from geneface.infer import infer
+
+    ckpt = _syncnet_checkpoint(tmp_path)
+    wav = tmp_path / "speech.wav"
+    write_wav(wav, torch.zeros(16000).numpy())
+    cfg = _compose_infer(tmp_path, f"wav={wav}", f"postnet_ckpt={ckpt}", "render=false")
+    with pytest.raises(WrongStageCheckpointError, match="holds a 'syncnet' checkpoint, but postnet_ckpt needs"):
+        infer(cfg)
+
+
+def test_a_mistyped_checkpoint_path_is_not_read_as_an_untrained_stage(tmp_path):
+    """`postnet_ckpt=/some/dir/x.ckpt` (old code: "stage 'dir' has not been trained for 'some'")."""
+    with pytest.raises(MissingCheckpointError, match="check the path") as err:
+        upstream_checkpoint(tmp_path / "some" / "dir" / "x.ckpt")
+    assert "stage 'dir'" not in str(err.value) and "Run first" not in str(err.value)
+    # a standard stage layout still names the command that trains it
+    with pytest.raises(MissingCheckpointError, match="python -m geneface.train stage=postnet speaker=May"):
+        upstream_checkpoint(tmp_path / "May" / "postnet" / "selected.ckpt")
+
+
+@pytest.mark.slow
+def test_a_resume_that_finds_a_damaged_last_checkpoint_falls_back_to_best(synthetic_corpus, tmp_path):
+    """A truncated last.ckpt (old code: a torch traceback, 'PytorchStreamReader failed reading zip
+    archive'): the run warns, resumes from best.ckpt and finishes."""
+    common = ["stage=syncnet", "speaker=synthetic_corpus", f"speaker.root={synthetic_corpus}",
+              f"paths.output_dir={tmp_path}", "logger=csv", *SMALL_SYNCNET, "stage.val_check_interval=2",
+              "stage.limit_val_batches=1"]
+    train(compose_train([*common, "stage.max_steps=4"], tmp_path / "run1"))
+    stage_dir = tmp_path / "synthetic_corpus" / "syncnet"
+    best_step = torch.load(stage_dir / "best.ckpt", weights_only=False)["global_step"]
+    _truncate(stage_dir / "last.ckpt")
+    with pytest.warns(UserWarning, match="Resuming from .*best.ckpt instead") as record:
+        train(compose_train([*common, "stage.max_steps=6"], tmp_path / "run2"))
+    assert any(str(stage_dir / "last.ckpt") in str(w.message) for w in record)
+    assert best_step in (2, 4)
+    assert torch.load(stage_dir / "last.ckpt", weights_only=False)["global_step"] == 6
+
+    # neither readable: a clear error, not a traceback from torch
+    _truncate(stage_dir / "last.ckpt")
+    _truncate(stage_dir / "best.ckpt")
+    with pytest.raises(DamagedCheckpointError, match="resume=false"):
+        train(compose_train([*common, "stage.max_steps=8"], tmp_path / "run3"))
+
+
+# --- the command line (issue 17 #5) ---------------------------------------------------------------
+
+def test_an_unknown_speaker_lists_the_speakers_and_how_to_make_one():
+    """`speaker=nobody` (old code: Hydra's config-search dump, exit 1)."""
+    proc = subprocess.run([sys.executable, "-m", "geneface.train", "stage=radnerf", "speaker=nobody"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "configs/speaker/nobody.yaml does not exist" in proc.stderr
+    assert "demo" in proc.stderr and "python -m geneface.process speaker=nobody video=" in proc.stderr
+    assert "Config search path" not in proc.stderr
+
+
+def test_inference_on_a_corpus_says_it_is_a_corpus(tmp_path):
+    """`infer speaker=lrs3` (old code: 'stage postnet has not been trained for lrs3. Run first: …')."""
+    from geneface.infer import infer
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("infer", overrides=["speaker=lrs3", f"paths.output_dir={tmp_path}", "wav=zozo.wav"])
+    with pytest.raises(ValueError, match="'lrs3' is a clip corpus .* not a speaker: infer renders one person"):
+        infer(cfg)
+
+
+# --- threads (issue 17 #6) ------------------------------------------------------------------------
+
+def test_auto_threads_leave_busy_cores_to_the_other_job(monkeypatch):
+    from geneface.utils import threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 8)
+    monkeypatch.setattr(threads, "busy_cores", lambda: 5.6)
+    assert threads.auto_threads()[0] == 2
+    monkeypatch.setattr(threads, "busy_cores", lambda: 9.0)        # a crowded machine: still one
+    assert threads.auto_threads()[0] == 1
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.1)
+    assert threads.auto_threads()[0] == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")                     # the user's word wins
+    assert threads.auto_threads() == (3, "OMP_NUM_THREADS")
+    before = torch.get_num_threads()
+    try:
+        assert threads.set_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="runtime.threads must be"):
+        threads.set_threads(0)
+
+
+def test_busy_cores_sees_another_process_spinning():
+    from geneface.utils.threads import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(0.5) >= 0.6
+    finally:
+        spinner.kill()
+        spinner.wait()
