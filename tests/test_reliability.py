@@ -6,6 +6,8 @@ interruptions resume to the same result; nothing half-written is left looking co
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -173,3 +175,57 @@ def test_busy_cores_sees_another_process_spinning():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+# --- processing interrupted (issue 17 #2) ---------------------------------------------------------
+
+SHARED = REPO_ROOT.parent / "shared" / "data"
+MAY = SHARED / "speakers" / "May_5s.mp4"
+needs_shared = pytest.mark.skipif(not MAY.is_file(), reason=f"shared media not found at {SHARED}")
+
+
+@pytest.mark.realdata
+@needs_shared
+@pytest.mark.parametrize("salvage", [True, False])
+def test_processing_killed_while_assembling_resumes(tmp_path, salvage):
+    """`kill -9` during the assemble step, once the frames and labels were moved into the hidden
+    `.<name>.*.partial` dataset (old code: every re-run failed with cv2.error '!_src.empty()' until
+    the work directory was deleted by hand). Reproduced by putting the run's files where the kill
+    leaves them; with salvage=False the partial lost its frames too (the frames step runs again)."""
+    from geneface.data.validate import validate
+    from geneface.processing.speaker import SpeakerProcessConfig, process_speaker
+
+    data = tmp_path / "data"
+    options = dict(progress=False, min_seconds=3.0)
+    out = process_speaker(MAY, "x", data, SpeakerProcessConfig(keep_work=True, **options))
+    partial = data / ".x.k9kill.partial"
+    partial.mkdir()
+    for sub in ("frames", "labels"):
+        if salvage:
+            os.replace(out / sub, partial / sub)
+    shutil.rmtree(out)
+    again = process_speaker(MAY, "x", data, SpeakerProcessConfig(**options))
+    assert validate(again).num_frames == 125
+    assert not list(data.glob(".x.*.partial")) and not (data / ".work" / "x").exists()
+
+
+# --- non-square pixels (issue 17 #7) --------------------------------------------------------------
+
+def test_non_square_pixels_are_decoded_at_the_size_a_player_shows(tmp_path):
+    """A 160×90 stream with a 9:16 sample aspect ratio plays as 90×90 (old code: frames came out
+    160×90, the face squashed, with no warning)."""
+    from geneface.media.ffmpeg import ffmpeg_exe
+    from geneface.media.video import iter_frames, probe_video
+
+    def make(name: str, sar: str) -> Path:
+        path = tmp_path / name
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x90:rate=25",
+                        "-t", "1", "-vf", f"setsar={sar}", "-pix_fmt", "yuv420p", str(path)], check=True)
+        return path
+
+    info = probe_video(make("anamorphic.mp4", "9/16"))
+    assert (info.width, info.height, info.storage_size) == (90, 90, (160, 90))
+    frames = list(iter_frames(info.path))
+    assert len(frames) == 25 and frames[0].shape == (90, 90, 3)
+    square = probe_video(make("square.mp4", "1"))
+    assert (square.width, square.height, square.storage_size) == (160, 90, None)

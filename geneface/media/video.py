@@ -49,7 +49,7 @@ class VideoInfo:
     """What processing needs to know about a video before decoding it (see probe_video)."""
 
     path: Path
-    width: int                  # of the frames iter_frames yields (after any rotation)
+    width: int                  # of the frames iter_frames yields (after any rotation; square pixels)
     height: int
     fps: float                  # source rate from timestamps, snapped to 30000/1001 etc.; VFR: the median
     duration_s: float           # end of the last video frame on the file's timeline (starts at 0)
@@ -62,6 +62,9 @@ class VideoInfo:
     rotation: int = 0           # display rotation in degrees, applied by the decoder
     variable_frame_rate: bool = False
     start_s: float = 0.0        # first video frame's time; frames before it repeat the first frame
+    sample_aspect: Fraction = Fraction(1)   # the stream's pixel width/height (SAR); ≠ 1: iter_frames
+                                            # resamples to square pixels, the size a player shows
+    storage_size: tuple[int, int] | None = None   # (width, height) as stored, when that differs
 
 
 def _check_exists(path: Path) -> None:
@@ -187,6 +190,11 @@ def _probe(path: Path) -> tuple[VideoInfo, list[tuple[int, int]], Fraction]:
     if not size:
         raise NotAVideoError(path, "ffmpeg reports no frame size for its video stream", fix=_FIX_VIDEO)
     width, height = int(size.group(1)), int(size.group(2))
+    storage_size = (width, height)
+    sar = re.search(r"\[SAR (\d+):(\d+) DAR", first)
+    sample_aspect = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(1)) > 0 else Fraction(1)
+    if sample_aspect != 1:                    # non-square pixels: the display width, even for the encoders
+        width = max(2, 2 * round(width * sample_aspect / 2))
     rot = re.search(r"rotation of (-?[\d.]+) degrees", video[0], re.IGNORECASE)
     rotation = int(round(float(rot.group(1)))) % 360 if rot else 0
     if rotation in (90, 270):                 # ffmpeg autorotates on decode: frames come out transposed
@@ -197,7 +205,8 @@ def _probe(path: Path) -> tuple[VideoInfo, list[tuple[int, int]], Fraction]:
         path=path, width=width, height=height, fps=stats["fps"], duration_s=float(stats["end"]),
         num_frames_25fps=count, has_audio=has_audio, audio_sample_rate=rate, audio_channels=channels,
         codec=codec.group(1) if codec else None, num_source_frames=len(packets), rotation=rotation,
-        variable_frame_rate=stats["vfr"], start_s=float(stats["start"]))
+        variable_frame_rate=stats["vfr"], start_s=float(stats["start"]), sample_aspect=sample_aspect,
+        storage_size=storage_size if sample_aspect != 1 else None)
     return info, packets, time_base
 
 

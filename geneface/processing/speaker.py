@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, 
 from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.images import read_rgb
 from geneface.media.video import VideoInfo, iter_frames, probe_video
+from geneface.utils.io import recover_atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,23 @@ def _work_dir_for(work: Path, stamp: dict) -> None:
     file.write_text(json.dumps(stamp))
 
 
+def _recover_interrupted_assemble(out_dir: Path, work: Path) -> None:
+    """A kill during the assemble step leaves this input's frames and labels in a `.<name>.*.partial`
+    directory beside `out_dir` (they are moved, not copied, into the dataset being built): move them
+    back into `work` so the frames step need not run again, and delete the leftovers. When `work`
+    cannot be completed (frames of another input were wiped with it), the frames step is redone."""
+    images = (contract.SPEAKER_FRAMES_DIR, contract.SPEAKER_LABELS_DIR)
+    for partial in recover_atomic_dir(out_dir):
+        if (work / "frames.done").is_file():
+            for sub in images:
+                if (partial / sub).is_dir() and not (work / sub).exists():
+                    os.replace(partial / sub, work / sub)
+        shutil.rmtree(partial, ignore_errors=True)
+    if (work / "frames.done").is_file() and not all((work / sub).is_dir() for sub in images):
+        log.warning("%s lost its frames (an interrupted run?): the frames step runs again", work)
+        (work / "frames.done").unlink()
+
+
 class _Steps:
     def __init__(self, work: Path, timings: dict):
         self.work, self.timings = work, timings
@@ -103,6 +122,7 @@ def process_speaker(video: str | Path, name: str, data_dir: str | Path,
     num_frames = info.num_frames_25fps
     cfg.timings["probe"] = time.perf_counter() - t0
     _work_dir_for(work, _input_stamp(Path(info.path), cfg))
+    _recover_interrupted_assemble(out_dir, work)
     steps = _Steps(work, cfg.timings)
 
     if not steps.done("audio"):
@@ -153,6 +173,11 @@ def _check_input(info: VideoInfo, cfg: SpeakerProcessConfig) -> None:
             "record a longer video, or lower min_seconds if you only want to test the pipeline")
     if info.duration_s < cfg.recommended_seconds:
         log.warning(f"{info.path}: {info.duration_s:.0f} s of video; quality improves with 2–5 minutes")
+    if info.storage_size is not None:
+        stored_w, stored_h = info.storage_size
+        log.warning(f"{info.path}: non-square pixels (sample aspect ratio {info.sample_aspect.numerator}:"
+                    f"{info.sample_aspect.denominator}): stored {stored_w}x{stored_h}, processed at the size a "
+                    f"player shows, {info.width}x{info.height}")
 
 
 def _frames_pass(info: VideoInfo, work: Path, cfg: SpeakerProcessConfig) -> int:

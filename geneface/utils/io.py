@@ -63,6 +63,20 @@ def save_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def recover_atomic_dir(path: str | os.PathLike) -> list[Path]:
+    """After a kill inside atomic_dir(path): put back the previous `path` when the kill fell between
+    its two renames, and return the leftover temporary `.partial` directories (oldest first) for the
+    caller to salvage from and delete."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+    return sorted(path.parent.glob(f".{path.name}.*.partial"), key=lambda p: p.stat().st_mtime)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and rename it into place when the block succeeds.
