@@ -6,6 +6,7 @@ interruptions resume to the same result; nothing half-written is left looking co
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -229,3 +231,37 @@ def test_non_square_pixels_are_decoded_at_the_size_a_player_shows(tmp_path):
     assert len(frames) == 25 and frames[0].shape == (90, 90, 3)
     square = probe_video(make("square.mp4", "1"))
     assert (square.width, square.height, square.storage_size) == (160, 90, None)
+
+
+# --- two faces (issue 17 #3) ----------------------------------------------------------------------
+
+@pytest.mark.realdata
+@needs_shared
+def test_two_faces_of_one_size_keep_one_tracked_face(tmp_path):
+    """May beside her mirror image: two faces of the same size (old code kept 'the largest' per frame,
+    which flipped left↔right dozens of times: landmark jitter ~500 px, and data.check passed)."""
+    from geneface.data.validate import validate
+    from geneface.media.ffmpeg import ffmpeg_exe
+    from geneface.processing.speaker import SpeakerProcessConfig, process_speaker
+
+    video = tmp_path / "two.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(MAY), "-filter_complex",
+                    "[0:v]split[a][b];[b]hflip[m];[a][m]hstack", "-c:a", "copy", str(video)], check=True)
+    out = process_speaker(video, "two", tmp_path / "data", SpeakerProcessConfig(progress=False, min_seconds=3.0))
+    assert validate(out).num_frames == 125
+    centres = np.load(out / "landmarks68.npy")[..., 0].mean(1)             # [T] x of the face kept
+    assert (centres < centres[0] + 100).all() and (centres > centres[0] - 100).all(), "the track changed person"
+    assert json.loads((out / "meta.json").read_text())["quality"]["landmark_jitter_px"] < 5
+
+
+def test_a_face_track_that_jumps_is_an_error_listing_the_frames():
+    from geneface.processing.speaker import _face_jumps
+
+    t = np.arange(40, dtype=np.float32)
+    face = np.random.default_rng(0).uniform(0, 100, (478, 3)).astype(np.float32)   # 100 px wide
+    landmarks = np.repeat(face[None], len(t), 0)
+    landmarks[:, :, 0] += t[:, None]                                        # 1 px a frame: a moving head
+    landmarks[20:23, :, 0] += 300                                           # another face, frames 20–22
+    valid = np.ones(len(t), bool)
+    valid[5] = False
+    assert _face_jumps(landmarks, valid) == [20, 23]

@@ -79,5 +79,9 @@ class NoFaceError(ProcessingError):
     """The face detector found no face on some frames (raised by the landmark stage; lists frames)."""
 
 
+class FaceTrackLostError(ProcessingError):
+    """The face kept from frame to frame jumps (another person's face, or lost tracking; lists frames)."""
+
+
 class FaceTooSmallError(ProcessingError):
     """The face is too small for reliable landmarks (raised by the landmark stage; lists frames)."""

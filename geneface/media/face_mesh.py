@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FaceDetection:
-    """The largest face in one image."""
+    """The face kept in one image: the one nearest the previous frame's, else the largest."""
 
     landmarks: np.ndarray   # [478, 3] float32: x, y pixels; z pixels (MediaPipe z × width)
     num_faces: int          # faces MediaPipe found in the image (≥ 1)
@@ -42,7 +42,11 @@ def _face_mesh_module():
 
 
 class FaceMeshDetector:
-    """MediaPipe FaceMesh (refine_landmarks=True → 478 points), keeping the largest face.
+    """MediaPipe FaceMesh (refine_landmarks=True → 478 points), keeping one face per image.
+
+    Given the previous frame's landmarks, the face kept is the one whose centre is nearest theirs, so
+    with two people in view the track stays on one person (keeping the largest flipped between two of
+    similar size dozens of times a second); without, the largest.
 
     In video mode (the default) MediaPipe tracks the face from frame to frame and only re-runs the
     face detector when tracking is lost: faster and steadier, but frames must be fed in order and a
@@ -58,8 +62,9 @@ class FaceMeshDetector:
         self.multi_face_frames = 0    # images where several faces were found
         self.missed_frames = 0        # images without a face
 
-    def detect(self, rgb: np.ndarray) -> FaceDetection | None:
-        """RGB uint8 [H, W, 3] → the largest face, or None when there is no face."""
+    def detect(self, rgb: np.ndarray, previous: np.ndarray | None = None) -> FaceDetection | None:
+        """RGB uint8 [H, W, 3] → the face nearest `previous` ([478, ≥2] landmarks of the face kept in
+        the frame before) or, without it, the largest; None when there is no face."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {rgb.dtype} {rgb.shape}")
         height, width = rgb.shape[:2]
@@ -69,17 +74,21 @@ class FaceMeshDetector:
         if not faces:
             self.missed_frames += 1
             return None
-        best, best_area = None, -1.0
+        candidates = []
         for face in faces:
             lm = np.array([(p.x * width, p.y * height, p.z * width) for p in face.landmark], np.float32)
             span = lm[:, :2].max(0) - lm[:, :2].min(0)
-            area = float(span[0] * span[1])
-            if area > best_area:
-                best, best_area = lm, area
+            candidates.append((lm, float(span[0] * span[1])))
+        if previous is not None and len(candidates) > 1:
+            centre = np.nanmean(previous[:, :2], 0)
+            best, best_area = min(candidates, key=lambda c: float(np.linalg.norm(c[0][:, :2].mean(0) - centre)))
+        else:
+            best, best_area = max(candidates, key=lambda c: c[1])
         if len(faces) > 1:
             self.multi_face_frames += 1
             if self.multi_face_frames == 1:
-                warnings.warn(f"{len(faces)} faces in image {self.frames - 1}: keeping the largest "
+                rule = "the one nearest the previous frame's" if previous is not None else "the largest"
+                warnings.warn(f"{len(faces)} faces in image {self.frames - 1}: keeping {rule} "
                               "(the count of such images is logged on close())", stacklevel=2)
         assert best.shape == (NUM_MEDIAPIPE, 3), best.shape
         return FaceDetection(best, len(faces), best_area)
@@ -89,7 +98,8 @@ class FaceMeshDetector:
             self._mesh.close()
             self._mesh = None
             if self.multi_face_frames:
-                log.warning("face mesh: several faces in %d of %d images; kept the largest each time",
+                log.warning("face mesh: several faces in %d of %d images; kept one face, tracked from frame "
+                            "to frame",
                             self.multi_face_frames, self.frames)
 
     def __enter__(self) -> "FaceMeshDetector":

@@ -32,7 +32,8 @@ from geneface.data.boxes import face_rect, lip_rect
 from geneface.data.landmarks import NUM_MEDIAPIPE, ibug68_from_mediapipe
 from geneface.data.speaker import frame_name, write_speaker_dataset
 from geneface.media.audio import load_audio
-from geneface.media.errors import FaceTooSmallError, NoAudioError, NoFaceError, VideoTooShortError
+from geneface.media.errors import (FaceTooSmallError, FaceTrackLostError, NoAudioError, NoFaceError,
+                                   VideoTooShortError)
 from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.images import read_rgb
 from geneface.media.video import VideoInfo, iter_frames, probe_video
@@ -197,7 +198,7 @@ def _frames_pass(info: VideoInfo, work: Path, cfg: SpeakerProcessConfig) -> int:
         frames = tqdm(iter_frames(info.path), total=info.num_frames_25fps, desc="frames", unit="frame",
                       disable=not cfg.progress)
         for i, rgb in enumerate(frames):
-            detection = detector.detect(rgb)
+            detection = detector.detect(rgb, previous=last_landmarks)
             person = segmenter.segment(rgb)
             if detection is not None:
                 last_landmarks = detection.landmarks
@@ -231,10 +232,33 @@ def _check_faces(info: VideoInfo, tracking: dict, cfg: SpeakerProcessConfig) -> 
             frames=missing)
     lm = tracking["landmarks478"][valid]
     widths = np.nanmax(lm[..., 0], axis=1) - np.nanmin(lm[..., 0], axis=1)
+    jumps = _face_jumps(tracking["landmarks478"], valid)
+    if jumps:
+        raise FaceTrackLostError(
+            info.path, f"the tracked face jumps by more than {MAX_FACE_JUMP:.0%} of its width between "
+            f"consecutive frames {len(jumps)} times: another face took its place (two people in view?) or "
+            f"tracking failed", "crop the video to the one person who speaks (ffmpeg -i in.mp4 -vf "
+            "crop=w:h:x:y out.mp4), or cut those parts out", frames=jumps)
     if np.median(widths) < cfg.min_face_px:
         raise FaceTooSmallError(
             info.path, f"the face is {np.median(widths):.0f} px wide (median); at least {cfg.min_face_px:.0f} px "
             f"are needed", "crop the video around the head (e.g. to 512×512 with the face in the upper half)")
+
+
+MAX_FACE_JUMP = 0.5      # of the face's width between consecutive frames (25 fps): no head moves that fast
+
+
+def _face_jumps(landmarks478: np.ndarray, valid: np.ndarray) -> list[int]:
+    """Frames whose face centre lies more than MAX_FACE_JUMP face widths from the previous detected
+    frame's: the kept face changed person (or tracking broke). landmarks478 [T, 478, 3], valid [T]."""
+    index = np.flatnonzero(valid)
+    if len(index) < 2:
+        return []
+    lm = landmarks478[index, :, :2]
+    centres = lm.mean(1)                                                   # [N, 2]
+    widths = lm[..., 0].max(1) - lm[..., 0].min(1)                         # [N]
+    step = np.linalg.norm(np.diff(centres, axis=0), axis=1)                # [N-1]
+    return index[1:][step > MAX_FACE_JUMP * np.maximum(widths[1:], 1.0)].tolist()
 
 
 def _assemble(info: VideoInfo, name: str, out_dir: Path, work: Path, tracking: dict,
