@@ -9,7 +9,6 @@ audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_norma
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import hydra
@@ -23,7 +22,7 @@ from geneface.inference.talking_head import render_video, renderer_stage
 from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 from geneface.utils.cli import check_choices, require_speaker_kind
-from geneface.utils.io import save_npy
+from geneface.utils.io import save_npy, temporary_dir_beside
 from geneface.utils.threads import set_threads
 
 
@@ -63,7 +62,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
         renderer = load_renderer(render_ckpt, cfg.device)
         stage = renderer_stage(cfg.renderer, cfg.head_only)
         outputs["video"] = out_dir / f"{audio_path.stem}_{stage}.mp4"
-        with tempfile.TemporaryDirectory() as tmp:
+        with temporary_dir_beside(outputs["video"]) as tmp:
             wav16k = Path(tmp) / "audio.wav"                           # exactly T·640 samples at 16 kHz
             write_wav(wav16k, wave)
             render_video(renderer, stats_root, normalised, wav16k, outputs["video"], background=cfg.background,

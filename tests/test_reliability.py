@@ -265,3 +265,52 @@ def test_a_face_track_that_jumps_is_an_error_listing_the_frames():
     valid = np.ones(len(t), bool)
     valid[5] = False
     assert _face_jumps(landmarks, valid) == [20, 23]
+
+
+# --- smaller ones (issue 17 #8) -------------------------------------------------------------------
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_writer(tmp_path):
+    """`kill -9` during inference left `.<out>.<random>` directories beside the output for good."""
+    from geneface.utils.io import save_json
+
+    out = tmp_path / "result.json"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_dir, stale_file = tmp_path / f".result.json.{dead.pid}.abc", tmp_path / f".result.json.{dead.pid}.x.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "video.mp4").write_bytes(b"half")
+    stale_file.write_bytes(b"half")
+    running = tmp_path / f".result.json.{os.getppid()}.def"               # a writer that still runs
+    running.mkdir()
+    save_json(out, {"ok": True})
+    assert json.loads(out.read_text()) == {"ok": True}
+    assert not stale_dir.exists() and not stale_file.exists() and running.exists()
+
+
+def test_a_processing_error_is_printed_once(tmp_path):
+    """Old code printed it twice: through the log and on stderr."""
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is a text file\n")
+    proc = subprocess.run([sys.executable, "-m", "geneface.process", "speaker=x", f"video={bad}",
+                           f"data_dir={tmp_path / 'data'}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    both = proc.stdout + proc.stderr
+    assert both.count(f"{bad}:") == 1, both
+    assert "fix:" in proc.stderr
+
+
+@pytest.mark.realdata
+@needs_shared
+def test_a_face_too_small_in_a_tiny_video_does_not_suggest_cropping(tmp_path):
+    """A 96×96 source (old code: 'crop the video around the head', which cannot help, and no word of
+    options.min_face_px)."""
+    from geneface.media.errors import FaceTooSmallError
+    from geneface.media.ffmpeg import ffmpeg_exe
+    from geneface.processing.speaker import SpeakerProcessConfig, process_speaker
+
+    tiny = tmp_path / "tiny.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(MAY), "-vf", "scale=96:96", str(tiny)], check=True)
+    with pytest.raises(FaceTooSmallError, match="only 96x96: use a higher-resolution recording") as err:
+        process_speaker(tiny, "tiny", tmp_path / "data", SpeakerProcessConfig(progress=False, min_seconds=3.0))
+    assert "options.min_face_px=" in str(err.value) and "crop" not in str(err.value)

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from geneface.media.ffmpeg import ffmpeg_error_summary, ffmpeg_exe
-from geneface.utils.io import atomic_path
+from geneface.utils.io import atomic_path, temporary_dir_beside
 
 __all__ = ["write_mp4", "even_size"]
 
@@ -124,7 +124,7 @@ def write_mp4(frames: Iterable[np.ndarray], out: str | os.PathLike, *, width: in
             if audio is None:
                 _encode(chain([first], stream), out, _video_command(tmp, width, height, fps, crf, bitrate), bar)
             else:                                  # two passes: only then is the cut exact (module docstring)
-                with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as work:
+                with temporary_dir_beside(out) as work:
                     video = Path(work) / "video.mp4"
                     count = _encode(chain([first], stream), out,
                                     _video_command(video, width, height, fps, crf, bitrate), bar)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from geneface.media.errors import ProcessingError
 from geneface.processing.speaker import process_speaker
+from geneface.utils.io import save_text
 
 log = logging.getLogger("geneface.process")
 
@@ -25,19 +26,26 @@ root: ${{paths.data_dir}}/{name}
 """
 
 
+def _log_to_file(message: str) -> None:
+    """Into the run's log file only: the console already shows it once, on stderr."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 @hydra.main(version_base="1.3", config_path="../../configs/process", config_name="speaker")
 def main(cfg: DictConfig) -> None:
     options = instantiate(cfg.options)
     try:
         out_dir = process_speaker(cfg.video, cfg.speaker, cfg.data_dir, options)
     except ProcessingError as err:
-        log.error(str(err))  # into the run's log file too
+        _log_to_file(f"error: {err}")
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
     speaker_config = Path(cfg.configs_dir) / "speaker" / f"{cfg.speaker}.yaml"
     if not speaker_config.exists():
-        speaker_config.parent.mkdir(parents=True, exist_ok=True)
-        speaker_config.write_text(SPEAKER_CONFIG.format(name=cfg.speaker, root=out_dir))
+        save_text(speaker_config, SPEAKER_CONFIG.format(name=cfg.speaker, root=out_dir))
         log.info(f"wrote {speaker_config}")
     timings = ", ".join(f"{k} {v:.1f} s" for k, v in options.timings.items())
     log.info(f"speaker {cfg.speaker}: {out_dir} ({timings}); report in {out_dir}/report/. "

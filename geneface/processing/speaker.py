@@ -240,9 +240,16 @@ def _check_faces(info: VideoInfo, tracking: dict, cfg: SpeakerProcessConfig) -> 
             f"tracking failed", "crop the video to the one person who speaks (ffmpeg -i in.mp4 -vf "
             "crop=w:h:x:y out.mp4), or cut those parts out", frames=jumps)
     if np.median(widths) < cfg.min_face_px:
+        lower = f"options.min_face_px={int(np.median(widths)) // 8 * 8} accepts it, at a cost in detail"
+        if min(info.width, info.height) < 2 * cfg.min_face_px:      # a crop cannot make it bigger
+            fix = (f"the whole video is only {info.width}x{info.height}: use a higher-resolution recording "
+                   f"(≥ 512 px with the face ≥ {cfg.min_face_px:.0f} px wide), or {lower}")
+        else:
+            fix = ("crop the video around the head (e.g. to 512×512 with the face in the upper half), or "
+                   f"{lower}")
         raise FaceTooSmallError(
             info.path, f"the face is {np.median(widths):.0f} px wide (median); at least {cfg.min_face_px:.0f} px "
-            f"are needed", "crop the video around the head (e.g. to 512×512 with the face in the upper half)")
+            f"are needed", fix)
 
 
 MAX_FACE_JUMP = 0.5      # of the face's width between consecutive frames (25 fps): no head moves that fast
