@@ -314,3 +314,24 @@ def test_a_face_too_small_in_a_tiny_video_does_not_suggest_cropping(tmp_path):
     with pytest.raises(FaceTooSmallError, match="only 96x96: use a higher-resolution recording") as err:
         process_speaker(tiny, "tiny", tmp_path / "data", SpeakerProcessConfig(progress=False, min_seconds=3.0))
     assert "options.min_face_px=" in str(err.value) and "crop" not in str(err.value)
+
+
+# --- atomic checkpoints ---------------------------------------------------------------------------
+
+class _FailsMidway:
+    """Pickling it raises after the checkpoint's tensors are partly written: a kill during a save."""
+
+    def __reduce__(self):
+        raise KeyboardInterrupt
+
+
+def test_a_checkpoint_save_that_dies_midway_leaves_the_previous_one_whole(tmp_path):
+    from geneface.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "weights": torch.arange(10.0)}, path)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1 << 20), "later": _FailsMidway()}, path)
+    assert torch.load(path, weights_only=False)["global_step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -18,12 +18,13 @@ The history is part of the callback's state, so resumed runs pick among all vali
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
+
+from geneface.utils.io import atomic_path, save_json
 
 
 def pick(history: list[dict], mse_key: str = "val/mse", sync_key: str = "val/sync",
@@ -119,9 +120,10 @@ class PostnetPicker(L.Callback):
         if not self.history or not trainer.is_global_zero:
             return
         report = pick(self.history, **self.rules)
-        shutil.copyfile(self.dirpath / report["selected"]["checkpoint"], self.dirpath / "selected.ckpt")
+        with atomic_path(self.dirpath / "selected.ckpt") as tmp:     # a kill never leaves half of one
+            shutil.copyfile(self.dirpath / report["selected"]["checkpoint"], tmp)
         report["selected_checkpoint"] = "selected.ckpt"
-        (self.dirpath / "selected.json").write_text(json.dumps(report, indent=2))
+        save_json(self.dirpath / "selected.json", report)
         rank_zero_info(f"postnet: selected step {report['selected']['step']} ({report['mode']}) → "
                        f"{self.dirpath / 'selected.ckpt'}")
 
