@@ -64,6 +64,31 @@ def test_field_outputs_and_reference_learning_rate_groups():
     assert counted == sum(p.numel() for p in field.parameters())      # every parameter, exactly once
 
 
+def test_the_condition_gate_leaves_the_static_head_out_of_the_condition():
+    """condition_radius: points far from the lips and jaw read (almost) none of the condition, so
+    fitting the static head cannot teach the ambient coordinate to ignore it; points at the lips
+    read all of it."""
+    torch.manual_seed(0)
+    field = _field(condition_radius=0.3)
+    lips = torch.zeros(68, 3)
+    lips[48:68] = torch.tensor([0.0, 0.4, -0.8])            # normalised box coordinates
+    lips[3:14] = torch.tensor([0.0, 0.6, -0.6])
+    field.set_moving_points(lips, torch.tensor([1.5, 2.0, 1.5]))
+    near, far = torch.tensor([[0.0, 0.4, -0.8]]), torch.tensor([[0.0, -0.8, 0.5]])
+    assert field.condition_gate(near).item() == pytest.approx(1.0)
+    assert field.condition_gate(far).item() < 1e-6
+    cond_a, cond_b = torch.randn(1, 64), torch.randn(1, 64)
+    with torch.no_grad():
+        for x, differs in ((near, True), (far, False)):
+            amb_a, amb_b = field.geometry(x, cond_a)[2], field.geometry(x, cond_b)[2]
+            assert (amb_a - amb_b).abs().max().item() > 1e-3 if differs else \
+                (amb_a - amb_b).abs().max().item() < 1e-5
+        # one condition per point (the [M, C] path) gives the same as one for the frame ([1, C])
+        both = torch.cat([near, far])
+        assert torch.allclose(field.geometry(both, cond_a.expand(2, 64).contiguous())[2],
+                              field.geometry(both, cond_a)[2], atol=1e-6)
+
+
 def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
     from geneface.data.contract import Label
     from geneface.synthetic.speaker import write_synthetic_speaker

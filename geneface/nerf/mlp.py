@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -57,4 +58,13 @@ def mlp_with_shared_input(net: nn.Sequential, varying: Tensor, shared: Tensor) -
         hidden = F.linear(varying, first.weight[:, :v], shared_part[0])
     else:
         hidden = F.linear(varying, first.weight[:, :v]) + shared_part
+    return net[1:](hidden)
+
+
+def mlp_with_gated_input(net: nn.Sequential, varying: Tensor, shared: Tensor, gate: Tensor) -> Tensor:
+    """net(cat([varying, gate · shared], -1)) for shared [1, S] (one frame's condition) and gate [M, 1]:
+    the first layer is linear, so gate · (W_s · shared) is the same, computed once and scaled per row."""
+    first, v = net[0], varying.shape[-1]
+    shared_part = F.linear(shared.to(varying.dtype), first.weight[:, v:])               # [1, H]
+    hidden = torch.addcmul(F.linear(varying, first.weight[:, :v], first.bias), gate.to(varying.dtype), shared_part)
     return net[1:](hidden)

@@ -3,6 +3,14 @@
 position → 3D grid feature; (feature, condition) → ambient MLP → a 2D "ambient" coordinate in
 [−1, 1]² → 2D grid feature (the expression-dependent part); (position feature, ambient feature) →
 density + geometry feature; (view SH, geometry, per-frame latent) → colour.
+
+With `condition_radius`, a point reads the condition scaled by how near it is to the parts of the
+face that speech moves (the lips and the lower jaw: the speaker's mean landmarks, set by the stage):
+g = exp(−d²/2r²), d the distance in head units to the nearest such landmark. Why: most of a head does
+not move with speech, and when every point reads the condition the fastest way to fit those points
+is to make the ambient coordinate ignore it everywhere. Measured on the synthetic head, its spread
+across frames fell from 0.12 at initialisation to 0.004 after 600 steps, and the rendered mouth no
+longer responded to its landmarks. Gated, the static head sees no condition and exerts no such pull.
 """
 
 from __future__ import annotations
@@ -10,11 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from geneface.data.landmarks import SPEECH_MOVED
 from geneface.nerf.condition import LandmarkCondition
 from geneface.nerf.encodings import GridEncoding, SHEncoding
 from geneface.nerf.fields import FieldOutput
-from geneface.nerf.mlp import layer_dims, mlp, mlp_with_shared_input
-
+from geneface.nerf.mlp import layer_dims, mlp, mlp_with_gated_input, mlp_with_shared_input
 
 class _TruncExp(torch.autograd.Function):
     """exp whose gradient is clamped, so a large density logit cannot blow up (torch-ngp's)."""
@@ -40,8 +48,15 @@ class RadNerfField(nn.Module):
     def __init__(self, condition: LandmarkCondition, position_encoding: GridEncoding,
                  ambient_encoding: GridEncoding, direction_encoding: SHEncoding,
                  hidden: int = 128, ambient_layers: int = 3, sigma_layers: int = 3, geo_dim: int = 128,
-                 color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4):
+                 color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4,
+                 condition_radius: float | None = None):
         super().__init__()
+        self.condition_radius = condition_radius
+        if condition_radius is not None:
+            # the moving landmarks in normalised box coordinates and the box's half extents (head units
+            # per normalised unit), set by set_moving_points before training; carried in checkpoints
+            self.register_buffer("moving_points", torch.zeros(len(SPEECH_MOVED), 3))
+            self.register_buffer("box_half", torch.ones(3))
         self.condition = condition
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
@@ -54,10 +69,29 @@ class RadNerfField(nn.Module):
         # per-training-frame appearance codes; index 0 at test time (the original's)
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 
+    def set_moving_points(self, points: torch.Tensor, box_half: torch.Tensor) -> None:
+        """The speaker's mean landmarks [68, 3] in normalised box coordinates, and the box's half
+        extents [3] in head units (for distances in head units); nothing without condition_radius."""
+        if self.condition_radius is None:
+            return
+        self.moving_points.copy_(points[list(SPEECH_MOVED)])
+        self.box_half.copy_(box_half)
+
+    def condition_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """x [M, 3] normalised → [M, 1] in (0, 1]: how much of the condition a point reads."""
+        scale = self.box_half.to(x.dtype)
+        d2 = torch.cdist(x * scale, self.moving_points.to(x.dtype) * scale).amin(-1, keepdim=True).square()
+        return torch.exp(-d2 / (2.0 * self.condition_radius ** 2))
+
     def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # x [M, 3] normalised, cond [1, C] (one frame's, or [M, C]) → density [M], geometry [M, G], ambient [M, 2]
         pos = self.position_encoding(x)
-        ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond))
+        if self.condition_radius is not None and cond.shape[0] == 1:
+            ambient = torch.tanh(mlp_with_gated_input(self.ambient_net, pos, cond, self.condition_gate(x)))
+        elif self.condition_radius is not None:
+            ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond * self.condition_gate(x)))
+        else:
+            ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond))
         amb = self.ambient_encoding(ambient)
         h = self.sigma_net(torch.cat([pos, amb], -1))
         return trunc_exp(h[:, 0]), h[:, 1:], ambient

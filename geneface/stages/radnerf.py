@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from geneface.data.frames import arrays
 
 from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
@@ -55,6 +58,11 @@ class RadNerfStage(RendererStage):
             self.set_camera(cams["focal"], cams["cx"], cams["cy"], cams["height"], cams["width"])
             self.occupancy.mark_unseen(self.box, cams["c2w"].to(self.device), cams["focal"],
                                        cams["cx"], cams["cy"], cams["height"], cams["width"])
+            images = self.trainer.datamodule.images
+            mean_shape = torch.tensor(np.array(arrays(images.root)["mean_shape"], np.float32),
+                                      device=self.device)                          # [68, 3] head units
+            box = self.box.to(self.device)
+            self.field.set_moving_points(box.normalize(mean_shape), box.half_size)
 
     @property
     def box(self) -> SceneBox:
