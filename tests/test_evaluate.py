@@ -198,6 +198,8 @@ def test_the_frozen_control_tells_a_following_mouth_from_a_frozen_one(output_dir
     assert ignores["reconstruction"]["responsiveness"] == pytest.approx(1.0)
     assert follows["reconstruction"]["responsiveness"] > 1.5, follows
     assert follows["frozen"]["psnr_mouth"] < follows["reconstruction"]["psnr_mouth"]
+    assert ignores["reconstruction"]["mouth_gain_db"] == pytest.approx(0.0)
+    assert follows["reconstruction"]["mouth_gain_db"] > 0.5, follows
     from geneface.media.images import read_rgb
 
     strip = read_rgb(results["follows"]["strip"])
