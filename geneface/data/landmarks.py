@@ -33,7 +33,7 @@ BROWS = tuple(range(17, 27))
 NOSE = tuple(range(27, 36))
 EYES = tuple(range(36, 48))
 MOUTH = tuple(range(48, 68))  # the 20 points SyncNet watches
-SPEECH_MOVED = JAW[3:14] + MOUTH   # the lower jaw and the lips: what speech moves
+EXPRESSION_MOVED = BROWS + EYES + JAW[3:14] + MOUTH   # what talking moves: brows, lids, lower jaw, lips
 # Points that move with the skull, not with expression: eye corners, nose, upper jaw contour.
 RIGID = (0, 1, 2, 14, 15, 16, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45)
 
