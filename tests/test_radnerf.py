@@ -117,11 +117,6 @@ def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
     val = WholeFrames(images, range(images.num_train, images.num_frames), max_frames=3)
     assert len(val) == 3 and val[0]["rgb"].shape == (64, 64, 3)
 
-# the mouth box's PSNR gain over the frozen control, dB, on trained_head's val frames. Measured on this
-# fixture (400 steps): +1.37 with the condition gate (the default), +0.22 without it
-# (stage.model.field.condition_radius=null), the renderer whose mouth barely followed its condition.
-MOUTH_GAIN_DB = 0.8
-
 
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
@@ -168,23 +163,6 @@ def test_landmarks_control_the_mouth(trained_head):
     assert diff[mouth].max() > 0.005, diff[mouth].max()
     assert diff[mouth].mean() > 3 * diff[~mouth].mean(), (diff[mouth].mean(), diff[~mouth].mean())
 
-
-
-@pytest.mark.slow
-def test_the_rendered_mouth_follows_its_landmarks_on_the_val_split(trained_head):
-    """geneface.evaluate's frozen control on the trained synthetic head: driven by the real val
-    landmarks the mouth box comes nearer the truth than driven by the mean face (mouth dB over
-    frozen), and it is sharp enough to read (mouth-box PSNR). MOUTH_GAIN_DB says what was measured."""
-    from geneface.inference.evaluation import evaluate_speaker
-
-    tmp, root, _ = trained_head
-    result = evaluate_speaker(root, tmp / "demo" / "radnerf" / "best.ckpt", None, None, progress=False)
-    recon, frozen = result["rows"]["reconstruction"], result["rows"]["frozen"]
-    print(f"mouth PSNR {recon['psnr_mouth']:.2f} (frozen {frozen['psnr_mouth']:.2f}), gain "
-          f"{recon['mouth_gain_db']:+.2f} dB, responsiveness {recon['responsiveness']:.2f}, "
-          f"aperture r {recon['aperture_r']}")
-    assert recon["psnr_mouth"] >= 28.0, recon
-    assert recon["mouth_gain_db"] >= MOUTH_GAIN_DB, recon
 
 
 @pytest.mark.slow
