@@ -24,8 +24,7 @@ from geneface.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
 from geneface.utils.cli import check_choices
 from geneface.utils.threads import set_threads
-from geneface.utils.checkpoints import (DamagedCheckpointError, IncompatibleCheckpointError, WrongStageCheckpointError,
-                                       read_checkpoint)
+from geneface.utils.checkpoints import DamagedCheckpointError, IncompatibleCheckpointError, check_readable
 
 
 # The stage directory holds last/best.ckpt *and* runs/ by design, which Lightning would warn about.
@@ -36,18 +35,18 @@ def _resume_path(cfg: DictConfig) -> str | None:
     """ckpt_path if given, else the stage's last.ckpt under resume=true; a damaged last.ckpt (a kill
     while something copied it, a full disk) falls back to best.ckpt beside it, with a warning."""
     if cfg.get("ckpt_path"):
-        read_checkpoint(cfg.ckpt_path)                 # damaged or not ours: say so, naming the file
+        check_readable(cfg.ckpt_path)                  # damaged: say so, naming the file
         return str(cfg.ckpt_path)
     last = Path(cfg.paths.ckpt_dir) / "last.ckpt"
     if not (cfg.get("resume") and last.is_file()):
         return None
     try:
-        read_checkpoint(last)
-    except (DamagedCheckpointError, WrongStageCheckpointError) as err:
+        check_readable(last)                           # Lightning loads it; here only its zip directory
+    except DamagedCheckpointError as err:
         best = last.with_name("best.ckpt")
         try:
-            read_checkpoint(best)
-        except (DamagedCheckpointError, WrongStageCheckpointError, FileNotFoundError):
+            check_readable(best)
+        except DamagedCheckpointError:
             raise DamagedCheckpointError(f"{err}\nThere is no readable {best.name} beside it to resume from: "
                                          f"start over with resume=false (or delete {last})") from None
         rank_zero_warn(f"{err}\nResuming from {best} instead, the last good checkpoint (its step, not the "

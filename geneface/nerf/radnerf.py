@@ -27,6 +27,7 @@ from geneface.nerf.encodings import GridEncoding, SHEncoding
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.mlp import layer_dims, mlp, mlp_with_gated_input, mlp_with_shared_input
 
+
 class _TruncExp(torch.autograd.Function):
     """exp whose gradient is clamped, so a large density logit cannot blow up (torch-ngp's)."""
 

@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from geneface.data.frames import arrays
-
 from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy

@@ -71,12 +71,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
-        size = path.stat().st_size if path.is_file() else 0
-        raise DamagedCheckpointError(
-            f"{path} is damaged and cannot be read ({size:,} bytes; {type(err).__name__}: "
-            f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}): it was cut short (a kill or a "
-            f"full disk while copying it?) or is not a checkpoint. Train its stage again, or point at "
-            f"another checkpoint.") from None
+        raise _damaged(path, err) from None
     config = checkpoint.get("geneface_config") if isinstance(checkpoint, dict) else None
     if config is None:
         raise WrongStageCheckpointError(f"{path} was not written by geneface.train (no geneface_config "
@@ -88,6 +83,27 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
             f"{' or '.join(repr(s) for s in stages)}; point {role} at one (e.g. "
             f"outputs/<speaker>/{stages[0]}/{'selected' if stages[0] == 'postnet' else 'best'}.ckpt)")
     return checkpoint
+
+
+def check_readable(path: str | Path) -> None:
+    """DamagedCheckpointError, as read_checkpoint's, unless `path` is a whole zip archive (torch.save's
+    format): a cut-short file has lost the central directory at its end. Reads only that directory,
+    so a resume can vet last.ckpt without loading it a second time."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as err:
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: Exception) -> DamagedCheckpointError:
+    size = path.stat().st_size if path.is_file() else 0
+    detail = str(err).splitlines()[0][:160] if str(err) else "no detail"
+    return DamagedCheckpointError(
+        f"{path} is damaged and cannot be read ({size:,} bytes; {type(err).__name__}: {detail}): it was cut "
+        f"short (a kill or a full disk while copying it?) or is not a checkpoint. Train its stage again, or "
+        f"point at another checkpoint.")
 
 
 def checkpoint_stage(checkpoint: dict) -> str:
