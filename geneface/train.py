@@ -6,6 +6,7 @@ the composed config, fits, and returns the optimised metric (for sweepers).
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -22,9 +23,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from geneface.callbacks.atomic_checkpoint_io import AtomicCheckpointIO
 from geneface.callbacks.config_in_checkpoint import ConfigInCheckpoint
+from geneface.callbacks.progress_file import ProgressFile
 from geneface.utils.cli import check_choices
-from geneface.utils.threads import set_threads
 from geneface.utils.checkpoints import DamagedCheckpointError, IncompatibleCheckpointError, check_readable
+from geneface.utils.progress import PROGRESS_ENV
+from geneface.utils.threads import set_threads
 
 
 # The stage directory holds last/best.ckpt *and* runs/ by design, which Lightning would warn about.
@@ -87,6 +90,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     model: L.LightningModule = instantiate(cfg.stage.model)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     callbacks.append(ConfigInCheckpoint(cfg))
+    if os.environ.get(PROGRESS_ENV):                   # run by geneface.pipeline: report the step
+        callbacks.append(ProgressFile(cfg.stage.name))
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      plugins=[AtomicCheckpointIO()])

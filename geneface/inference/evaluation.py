@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from geneface.data import contract
 from geneface.data.boxes import LIP_BOX_GROW, grown_box
@@ -51,6 +50,7 @@ from geneface.metrics.lmd import landmark_distance
 from geneface.metrics.mouth import aperture_correlation, mouth_strip
 from geneface.metrics.sync import sync_score
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
+from geneface.utils.progress import progress_bar
 
 ROWS = ("reconstruction", "frozen", "audio_driven", "ground_truth")
 COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
@@ -185,7 +185,7 @@ def score_ground_truth(split: ValSplit, syncnet, progress: bool = True,
     """The real frames' row (LMD 0 and aperture r 1 by definition, their sync) and their re-detected
     68 points [T, 68, 2] (NaN rows where no face). crops: gets the strip frames' mouths."""
     track = FaceTrack()
-    for k in tqdm(range(len(split.frames)), desc="ground truth", unit="frame", disable=not progress):
+    for k in progress_bar(range(len(split.frames)), desc="ground truth", unit="frame", disable=not progress):
         frame = _frame_and_mask(split, k)[0]
         track.add(frame)
         if crops is not None:
@@ -217,7 +217,7 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.
     are None), where MediaPipe is not installed. crops: gets the strip frames' mouths."""
     frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
-    bar = tqdm(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
+    bar = progress_bar(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
         start = time.perf_counter()
         frame = next(frames, None)

@@ -116,9 +116,9 @@ def write_mp4(frames: Iterable[np.ndarray], out: str | os.PathLike, *, width: in
         raise ValueError(f"no frames to write to {out}") from None
     bar = None
     if total is not None:
-        from tqdm.auto import tqdm
+        from geneface.utils.progress import progress_bar
 
-        bar = tqdm(total=int(total), desc=desc, unit="frame")
+        bar = progress_bar(total=int(total), desc=desc, unit="frame")
     try:
         with atomic_path(out) as tmp:
             if audio is None:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from geneface.data.corpus import clip_path, finalize_corpus, write_clip
 from geneface.data.landmarks import NUM_MEDIAPIPE
@@ -24,6 +23,7 @@ from geneface.media.errors import NoAudioError, NoFaceError, ProcessingError
 from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.video import iter_frames, probe_video
 from geneface.utils.io import save_text
+from geneface.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
@@ -111,7 +111,7 @@ def process_corpus(src: str | Path, root: str | Path, name: str, shard: int = 0,
     failures = []
     with mp.get_context("spawn").Pool(max(1, workers)) if workers > 1 else _InProcess() as pool:
         results = pool.imap_unordered(_work, jobs)
-        for speaker, clip, outcome in tqdm(results, total=len(jobs), desc=f"clips (shard {shard}/{num_shards})",
+        for speaker, clip, outcome in progress_bar(results, total=len(jobs), desc=f"clips (shard {shard}/{num_shards})",
                                            unit="clip", disable=not progress):
             if outcome == "written":
                 report.written += 1

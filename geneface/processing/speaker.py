@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from geneface.data import contract
 from geneface.data.boxes import face_rect, lip_rect
@@ -38,6 +37,7 @@ from geneface.media.features import audio_features, fit_to_frames
 from geneface.media.images import read_rgb
 from geneface.media.video import VideoInfo, iter_frames, probe_video
 from geneface.utils.io import recover_atomic_dir
+from geneface.utils.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _frames_pass(info: VideoInfo, work: Path, cfg: SpeakerProcessConfig) -> int:
     last_landmarks = None
     quality = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
     with FaceMeshDetector(video_mode=True) as detector, PersonSegmenter() as segmenter:
-        frames = tqdm(iter_frames(info.path), total=info.num_frames_25fps, desc="frames", unit="frame",
+        frames = progress_bar(iter_frames(info.path), total=info.num_frames_25fps, desc="frames", unit="frame",
                       disable=not cfg.progress)
         for i, rgb in enumerate(frames):
             detection = detector.detect(rgb, previous=last_landmarks)
