@@ -10,7 +10,7 @@ dir ?=
 video ?=
 wav ?=
 
-.PHONY: help setup test test-fast demo data train process infer evaluate check visualize clean
+.PHONY: help setup test test-fast demo data train process infer evaluate check visualize clean speaker app
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ help: ## list the targets
 setup: ## create .venv and install geneface with its pinned dependencies (CPU torch unless one is present)
 	$(PYTHON_BOOT) -m venv .venv
 	$(PY) -m pip install --upgrade pip setuptools wheel
-	$(PY) -m pip install -e .
+	$(PY) -m pip install -e ".[app]"
 	$(PY) -m pip check
 	touch .venv/.installed
 
@@ -51,6 +51,10 @@ process: ## process a speaker video: make process speaker=May video=path/to/May.
 	@test -n "$(speaker)" -a -n "$(video)" || { echo "usage: make process speaker=<name> video=<file>"; exit 2; }
 	$(PY) -m geneface.process speaker=$(speaker) video=$(video) $(args)
 
+speaker: .venv/.installed ## one speaker, video → report.html + mp4: make speaker speaker=obama video=obama.mp4 args="preset=cpu"
+	@test -n "$(speaker)" || { echo "usage: make speaker speaker=<name> video=<file> [args=\"preset=cpu|gpu|full corpus=<corpus> ...\"]"; exit 2; }
+	$(PY) -m geneface.pipeline speaker=$(speaker) $(if $(video),video=$(video)) $(args)
+
 infer: ## audio → talking-head mp4 with a trained speaker: make infer speaker=May wav=zozo.wav
 	@test -n "$(speaker)" -a -n "$(wav)" || { echo "usage: make infer speaker=<speaker> wav=<file or name in outputs/data/raw/val_wavs>"; exit 2; }
 	$(PY) -m geneface.infer speaker=$(speaker) wav=$(wav) $(args)
@@ -66,6 +70,9 @@ check: ## validate a dataset directory: make check dir=outputs/data/demo
 visualize: ## landmarks → mp4 to check by eye: make visualize npy=pred.npy audio=speech.wav [mean_shape=<dataset dir>] [out=x.mp4]
 	@test -n "$(npy)" || { echo "usage: make visualize npy=<idexp_lm3d .npy> [audio=<file>] [mean_shape=<dataset dir or npy>] [out=<mp4>]"; exit 2; }
 	$(PY) -m geneface.viz npy=$(npy) $(if $(audio),audio=$(audio)) $(if $(mean_shape),mean_shape=$(mean_shape)) $(if $(out),out=$(out)) $(args)
+
+app: .venv/.installed ## the web page on http://127.0.0.1:7860: make app [args="port=8000"]
+	$(PY) -m geneface.app $(args)
 
 clean: ## remove run outputs (keeps outputs/data)
 	find outputs -mindepth 1 -maxdepth 1 ! -name data -exec rm -rf {} +

@@ -1,0 +1,85 @@
+"""The Gradio page: **Speak** (a trained speaker says your audio) and **Speakers** (what is trained,
+reports, and the pipeline for a new video). Renders run one at a time, in a queue whose position Gradio
+shows; a pipeline run has a queue of its own, so a long training does not hold up renders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from geneface.app.actions import (BACKGROUNDS, UserError, corpora, speak, speaker_rows, speakers_that_speak,
+                                  start_pipeline)
+
+SPEAKER_HEADERS = ["speaker", "processed", "postnet", "radnerf", "radnerf_torso", "evaluation", "report"]
+
+
+def _devices() -> list[str]:
+    import torch
+
+    return ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+
+
+def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
+    output_dir, data_dir = Path(output_dir), Path(data_dir)
+
+    def on_speak(speaker, audio, renderer, background, seconds, device, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="loading the models")
+        try:
+            return str(speak(output_dir, speaker, audio, renderer, background, seconds or None, device))
+        except UserError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def on_refresh():
+        names = speakers_that_speak(output_dir, data_dir)
+        return (gr.Dropdown(choices=names, value=names[0] if names else None),
+                speaker_rows(output_dir, data_dir))
+
+    def on_pipeline(name, video, preset, corpus):
+        try:
+            yield from start_pipeline(output_dir, name, video, preset, corpus)
+        except UserError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    speakers = speakers_that_speak(output_dir, data_dir)
+    with gr.Blocks(title="geneface") as app:
+        gr.Markdown("# geneface\nAudio-driven talking heads of the speakers trained here "
+                    f"(`{output_dir}`).")
+        with gr.Tab("Speak"):
+            with gr.Row():
+                with gr.Column():
+                    speaker = gr.Dropdown(speakers, value=speakers[0] if speakers else None, label="speaker",
+                                          info="trained speakers (a selected postnet and a renderer)")
+                    audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                     label="audio (any format ffmpeg reads)")
+                    with gr.Accordion("options", open=False):
+                        renderer = gr.Dropdown(["radnerf_torso", "radnerf"], value="radnerf_torso", label="renderer",
+                                               info="radnerf: the head over each frame's own torso")
+                        background = gr.Dropdown(list(BACKGROUNDS), value="plate", label="background",
+                                                 allow_custom_value=True, info="plate, a colour, '#rrggbb'")
+                        seconds = gr.Number(value=None, label="preview seconds (empty: all of it)", minimum=0)
+                        device = gr.Dropdown(_devices(), value=_devices()[0], label="device")
+                    go = gr.Button("Render", variant="primary")
+                with gr.Column():
+                    video = gr.Video(label="result", autoplay=False)
+            go.click(on_speak, [speaker, audio, renderer, background, seconds, device], video,
+                     api_name="speak", concurrency_id="render", concurrency_limit=1)
+        with gr.Tab("Speakers"):
+            table = gr.Dataframe(speaker_rows(output_dir, data_dir), headers=SPEAKER_HEADERS, interactive=False,
+                                 label="what is trained (outputs/<speaker>/report.html has the details)")
+            refresh = gr.Button("Refresh")
+            gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → postnet → "
+                        "radnerf → radnerf_torso → evaluate → a sample); about an hour on a CPU.")
+            with gr.Row():
+                name = gr.Textbox(label="name", placeholder="obama")
+                upload = gr.File(label="video", file_types=["video"], type="filepath")
+                preset = gr.Dropdown(["auto", "cpu", "gpu", "full"], value="auto", label="preset")
+                corpus = gr.Dropdown(["auto", *corpora(output_dir)], value="auto", label="corpus")
+            start = gr.Button("Start the pipeline")
+            log = gr.Textbox(label="progress", lines=12, max_lines=40, autoscroll=True)
+            start.click(on_pipeline, [name, upload, preset, corpus], log, api_name="pipeline",
+                        concurrency_id="pipeline", concurrency_limit=1)
+            refresh.click(on_refresh, None, [speaker, table], api_name="refresh")
+    app.queue(default_concurrency_limit=1)
+    return app
