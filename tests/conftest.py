@@ -115,6 +115,19 @@ def synthetic_corpus(tmp_path_factory) -> Path:
     return write_synthetic_corpus(tmp_path_factory.mktemp("data"), progress=False)
 
 
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """An output directory where `python -m geneface.pipeline` has trained the tiny speaker `demo`
+    end to end (tests/pipeline_utils.py); tests only read it."""
+    from pipeline_utils import TINY, make_inputs, run_module
+
+    root = make_inputs(tmp_path_factory.mktemp("pipeline"))
+    done = run_module(root, "geneface.pipeline", *TINY)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (root / "pipeline_stdout.txt").write_text(done.stdout)
+    return root
+
+
 def pytest_collection_modifyitems(config, items):
     """`gpu` tests need CUDA: skip them, with the reason, where there is none."""
     import torch

@@ -37,15 +37,19 @@ LAYERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     # FrameRenderer protocol, never by importing a stage
     "inference":  (("geneface.inference",),          {"utils", "contract", "models", "nerf", "media", "data",
                                                       "metrics", "processing"}),
-    # entry modules: Hydra mains and other commands, thin; they may import anything
+    # the one-command pipeline runs the commands above as child processes and reads what they wrote
+    "pipeline":   (("geneface.pipeline",),           {"utils", "contract", "media", "data"}),
+    # entry modules: Hydra mains and other commands, thin; they may import anything. The web app is
+    # one: it drives geneface.infer itself
     "entry":      (("geneface.train", "geneface.infer", "geneface.evaluate", "geneface.process",
-                    "geneface.synthetic.__main__", "geneface.viz.__main__"), {"*"}),
+                    "geneface.synthetic.__main__", "geneface.viz.__main__", "geneface.pipeline.__main__",
+                    "geneface.app"), {"*"}),
 }
 ROOT = {"geneface"}                      # geneface/__init__.py: imports nothing of its own
 
 # Framework-free layers: no Lightning, no Hydra (or its OmegaConf) — plain Python and torch.
 FRAMEWORKS = ("lightning", "pytorch_lightning", "hydra", "omegaconf")
-FRAMEWORK_FREE = {"contract", "models", "nerf", "media", "metrics", "processing", "synthetic", "viz"}
+FRAMEWORK_FREE = {"contract", "models", "nerf", "media", "metrics", "processing", "synthetic", "viz", "pipeline"}
 
 
 def module_name(path: Path) -> str:
