@@ -31,10 +31,17 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
         except UserError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
+    def report_links() -> str:
+        """Links to each report.html, served from output_dir (launch's allowed_paths), so its relative
+        video links resolve too."""
+        rows = speaker_rows(output_dir, data_dir)
+        links = [f"[{row[0]}](/gradio_api/file={row[-1]})" for row in rows if row[-1] != "–"]
+        return "Reports: " + (" · ".join(links) if links else "none yet")
+
     def on_refresh():
         names = speakers_that_speak(output_dir, data_dir)
         return (gr.Dropdown(choices=names, value=names[0] if names else None),
-                speaker_rows(output_dir, data_dir))
+                speaker_rows(output_dir, data_dir), report_links())
 
     def on_pipeline(name, video, preset, corpus):
         try:
@@ -68,6 +75,7 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
         with gr.Tab("Speakers"):
             table = gr.Dataframe(speaker_rows(output_dir, data_dir), headers=SPEAKER_HEADERS, interactive=False,
                                  label="what is trained (outputs/<speaker>/report.html has the details)")
+            reports = gr.Markdown(report_links())
             refresh = gr.Button("Refresh")
             gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → postnet → "
                         "radnerf → radnerf_torso → evaluate → a sample); about an hour on a CPU.")
@@ -80,6 +88,6 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
             log = gr.Textbox(label="progress", lines=12, max_lines=40, autoscroll=True)
             start.click(on_pipeline, [name, upload, preset, corpus], log, api_name="pipeline",
                         concurrency_id="pipeline", concurrency_limit=1)
-            refresh.click(on_refresh, None, [speaker, table], api_name="refresh")
+            refresh.click(on_refresh, None, [speaker, table, reports], api_name="refresh")
     app.queue(default_concurrency_limit=1)
     return app

@@ -17,7 +17,7 @@ from geneface.pipeline.status import SpeakerStatus
 from geneface.utils.io import save_text
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+table{border-collapse:collapse;margin:.5em 0 1.5em;display:block;overflow-x:auto}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}img{max-width:100%;border:1px solid #ddd;margin:.25em 0}code{background:#f5f5f5;padding:0 .2em}
 .missing{color:#a00}.small{color:#666;font-size:.9em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"""
 MAX_VAL_RENDERS = 2          # per renderer stage: its last validation's first images
