@@ -38,8 +38,8 @@ LAYERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "inference":  (("geneface.inference",),          {"utils", "contract", "models", "nerf", "media", "data",
                                                       "metrics", "processing"}),
     # entry modules: Hydra mains and other commands, thin; they may import anything
-    "entry":      (("geneface.train", "geneface.infer", "geneface.evaluate", "geneface.process",
-                    "geneface.synthetic.__main__", "geneface.viz.__main__"), {"*"}),
+    "entry":      (("geneface.train", "geneface.infer", "geneface.evaluate", "geneface.evaluate_lipsync",
+                    "geneface.process", "geneface.synthetic.__main__", "geneface.viz.__main__"), {"*"}),
 }
 ROOT = {"geneface"}                      # geneface/__init__.py: imports nothing of its own
 
