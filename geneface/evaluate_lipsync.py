@@ -34,7 +34,8 @@ def run(cfg: DictConfig) -> dict:
         fit_split=cfg.fit_split, max_lag=cfg.max_lag, temperature=cfg.temperature, seed=cfg.seed,
         postprocess=cfg.postprocess, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing, device=cfg.device)
     out = Path(cfg.out_dir)
-    result["plot"] = str(plot_openings(out / "lipsync_openings.png", series, result, cfg.plot_clips))
+    result["plot"] = str(plot_openings(out / "lipsync_openings.png", series, result, cfg.plot_clips,
+                                          cfg.plot_seconds))
     result.update(speaker=cfg.speaker.name, markdown=str(out / "lipsync.md"))
     save_text(out / "lipsync.md", markdown_report(result))
     save_json(out / "lipsync.json", result)

@@ -91,10 +91,11 @@ def markdown_report(result: dict) -> str:
 
 
 def plot_openings(path: str | Path, series: dict[str, dict[str, np.ndarray]], result: dict,
-                  max_clips: int = 4) -> Path:
+                  max_clips: int = 4, max_seconds: float | None = 12.0) -> Path:
     """Predicted vs real inner-lip opening over time for up to `max_clips` clips (evenly spread), one
-    panel each; each series standardised (z-score), since r is what is judged and the model's amplitude
-    has its own column. The panel titles give each row's r at lag 0."""
+    panel each, their first `max_seconds` (a minute of 25 fps is too dense to read); each series
+    standardised (z-score over the whole clip), since r is what is judged and the model's amplitude has
+    its own column. The panel titles give each row's r at lag 0 (over the whole clip)."""
     from matplotlib.figure import Figure   # no pyplot: renders with Agg, leaves the global backend alone
 
     ids = list(series)
@@ -109,7 +110,8 @@ def plot_openings(path: str | Path, series: dict[str, dict[str, np.ndarray]], re
                 continue
             values = np.asarray(series[item_id][name], np.float64)
             z = (values - values.mean()) / (values.std() if values.std() > 1e-12 else 1.0)
-            ax.plot(np.arange(len(z)) / FPS, z, color=colour, lw=width, label=_row_title(name, result))
+            shown = len(z) if max_seconds is None else min(len(z), int(max_seconds * FPS))
+            ax.plot(np.arange(shown) / FPS, z[:shown], color=colour, lw=width, label=_row_title(name, result))
             if name != "real":
                 scored.append(f"{name} {_cell(rows[item_id][name]['aperture_r'], '.2f')}")
         ax.set_title(f"{item_id}: r at lag 0 — " + ", ".join(scored), fontsize=9)
