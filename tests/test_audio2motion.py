@@ -37,6 +37,27 @@ def test_collate_pads_to_stride_with_masks():
     assert batch["motion"][0, 10:].abs().sum() == 0 and batch["audio"][0, 20:].abs().sum() == 0
 
 
+def test_time_stretch_and_tempo_perturbation_keep_audio_and_motion_paired():
+    from geneface.data.motion_batches import time_stretch
+
+    ramp = torch.arange(11.0)[:, None].expand(11, 3)                        # value = time
+    fast = time_stretch(ramp, 6)
+    assert fast.shape == (6, 3) and fast[:, 0].tolist() == pytest.approx([0, 2, 4, 6, 8, 10])
+    assert time_stretch(ramp, 11) is ramp
+    items = _items([40])
+    items[0]["mel"] = torch.arange(80.0)[:, None].expand(80, 80).clone()     # audio frame k holds k
+    items[0]["idexp_lm3d"] = torch.arange(40.0)[:, None, None].expand(40, 68, 3).clone()   # frame t holds t
+    torch.manual_seed(0)
+    batch = MotionCollator(tempo=(0.8, 0.8))(items)                           # slower: 40 → 50 frames
+    assert batch["lengths"].tolist() == [50] and batch["mask"].sum() == 50
+    frames = batch["motion"][0, :50, 0]
+    audio = batch["audio"][0, :100, 0]
+    # still paired: video frame t and audio frames 2t, 2t+1 show the same moment of the clip
+    assert torch.allclose(audio[::2] / 2, frames, atol=0.6)
+    with pytest.raises(ValueError, match="tempo"):
+        MotionCollator(tempo=(1.2, 0.9))
+
+
 def test_shapes_and_padding_does_not_matter():
     torch.manual_seed(0)
     net = Audio2MotionVAE(**SMALL_NET).eval()
