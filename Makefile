@@ -10,7 +10,7 @@ dir ?=
 video ?=
 wav ?=
 
-.PHONY: help setup test test-fast demo data train process infer evaluate check visualize clean speaker app
+.PHONY: help setup test test-fast demo data train process infer evaluate evaluate-lipsync check visualize clean speaker app
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,10 @@ infer: ## audio → talking-head mp4 with a trained speaker: make infer speaker=
 evaluate: ## self-reconstruction metrics on the val split: make evaluate speaker=May [args="renderer=radnerf"]
 	@test -n "$(speaker)" || { echo "usage: make evaluate speaker=<speaker> [args=...]"; exit 2; }
 	$(PY) -m geneface.evaluate speaker=$(speaker) $(args)
+
+evaluate-lipsync: ## lip sync from audio on held-out clips: make evaluate-lipsync speaker=cnn2 (or a corpus) [args="tag=x"]
+	@test -n "$(speaker)" || { echo "usage: make evaluate-lipsync speaker=<speaker or corpus> [args=\"ckpt=... tag=...\"]"; exit 2; }
+	$(PY) -m geneface.evaluate_lipsync speaker=$(speaker) $(args)
 
 check: ## validate a dataset directory: make check dir=outputs/data/demo
 	@test -n "$(dir)" || { echo "usage: make check dir=<dataset dir>"; exit 2; }

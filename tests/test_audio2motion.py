@@ -37,6 +37,27 @@ def test_collate_pads_to_stride_with_masks():
     assert batch["motion"][0, 10:].abs().sum() == 0 and batch["audio"][0, 20:].abs().sum() == 0
 
 
+def test_time_stretch_and_tempo_perturbation_keep_audio_and_motion_paired():
+    from geneface.data.motion_batches import time_stretch
+
+    ramp = torch.arange(11.0)[:, None].expand(11, 3)                        # value = time
+    fast = time_stretch(ramp, 6)
+    assert fast.shape == (6, 3) and fast[:, 0].tolist() == pytest.approx([0, 2, 4, 6, 8, 10])
+    assert time_stretch(ramp, 11) is ramp
+    items = _items([40])
+    items[0]["mel"] = torch.arange(80.0)[:, None].expand(80, 80).clone()     # audio frame k holds k
+    items[0]["idexp_lm3d"] = torch.arange(40.0)[:, None, None].expand(40, 68, 3).clone()   # frame t holds t
+    torch.manual_seed(0)
+    batch = MotionCollator(tempo=(0.8, 0.8))(items)                           # slower: 40 → 50 frames
+    assert batch["lengths"].tolist() == [50] and batch["mask"].sum() == 50
+    frames = batch["motion"][0, :50, 0]
+    audio = batch["audio"][0, :100, 0]
+    # still paired: video frame t and audio frames 2t, 2t+1 show the same moment of the clip
+    assert torch.allclose(audio[::2] / 2, frames, atol=0.6)
+    with pytest.raises(ValueError, match="tempo"):
+        MotionCollator(tempo=(1.2, 0.9))
+
+
 def test_shapes_and_padding_does_not_matter():
     torch.manual_seed(0)
     net = Audio2MotionVAE(**SMALL_NET).eval()
@@ -135,6 +156,51 @@ def test_sync_flag_is_sticky_and_syncnet_stays_in_eval():
     assert not any(k.startswith("_frozen") or "syncnet" in k for k in stage.state_dict())
     assert all(not p.requires_grad for p in stage.syncnet.parameters())
     assert "sync_enabled" in stage.state_dict()
+
+
+def test_the_sync_rule_can_be_relative_to_the_syncnets_own_real_pairs():
+    stage = _stage(sync_threshold=0.75, sync_threshold_factor=1.5)
+    assert not stage.update_sync_flag(1.3, val_sync_real=0.8)                  # 1.3 > 1.5 × 0.8 = 1.2
+    assert stage.update_sync_flag(1.1, val_sync_real=0.8)                      # on, though 1.1 > 0.75
+    fixed = _stage(sync_threshold=0.75)
+    assert not fixed.update_sync_flag(1.1, val_sync_real=0.8)                  # no factor: the fixed rule
+
+
+def test_kl_free_bits_stop_the_kl_gradient_below_them_and_warmup_ramps_it():
+    torch.manual_seed(0)
+    batch = MotionCollator()(_items([16, 12]))
+
+    def kl_grad(**kw) -> float:
+        torch.manual_seed(1)                              # the same net and the same posterior draw
+        stage = _stage(lambda_mse=0.0, lambda_cont=0.0, **kw)
+        stage.log = lambda *a, **k: None
+        stage.training_step(batch, 0).backward()
+        return float(sum(p.grad.abs().sum() for p in stage.net.parameters() if p.grad is not None))
+
+    assert kl_grad() > 0
+    assert kl_grad(kl_free_bits=1e6) == 0.0                                   # KL below the free bits: no pull
+    assert kl_grad(kl_warmup_steps=10) == pytest.approx(kl_grad() / 10, rel=1e-4)   # step 0: weight λ/10
+
+
+def test_utterance_normalisation_ignores_level_and_padding():
+    from geneface.models.audio2motion import utterance_normalise
+
+    torch.manual_seed(0)
+    audio, mask = torch.randn(2, 40, 80), torch.ones(2, 20)
+    mask[1, 15:] = 0
+    out = utterance_normalise(audio, mask)
+    assert out[0].mean(0).abs().max() < 1e-5 and (out[0].std(0, unbiased=False) - 1).abs().max() < 1e-4
+    assert out[1, 30:].abs().max() == 0 and out[1, :30].mean(0).abs().max() < 1e-5
+    louder = audio + 2.0                                                       # +20 dB on log10 power
+    louder[1, 30:] = 99.0                                                      # garbage on padding
+    torch.testing.assert_close(utterance_normalise(louder, mask), out, atol=1e-4, rtol=1e-4)
+    net = Audio2MotionVAE(**SMALL_NET, audio_norm="utterance").eval()
+    torch.manual_seed(3)
+    a = net.sample(audio[:, :32], mask[:, :16])
+    torch.manual_seed(3)
+    torch.testing.assert_close(net.sample(audio[:, :32] + 2.0, mask[:, :16]), a, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="audio_norm"):
+        Audio2MotionVAE(audio_norm="global")
 
 
 def test_missing_syncnet_names_the_command(tmp_path):

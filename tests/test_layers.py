@@ -41,9 +41,9 @@ LAYERS: dict[str, tuple[tuple[str, ...], set[str]]] = {
     "pipeline":   (("geneface.pipeline",),           {"utils", "contract", "media", "data"}),
     # entry modules: Hydra mains and other commands, thin; they may import anything. The web app is
     # one: it drives geneface.infer itself
-    "entry":      (("geneface.train", "geneface.infer", "geneface.evaluate", "geneface.process",
-                    "geneface.synthetic.__main__", "geneface.viz.__main__", "geneface.pipeline.__main__",
-                    "geneface.app"), {"*"}),
+    "entry":      (("geneface.train", "geneface.infer", "geneface.evaluate", "geneface.evaluate_lipsync",
+                    "geneface.process", "geneface.synthetic.__main__", "geneface.viz.__main__",
+                    "geneface.pipeline.__main__", "geneface.app"), {"*"}),
 }
 ROOT = {"geneface"}                      # geneface/__init__.py: imports nothing of its own
 

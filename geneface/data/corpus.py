@@ -53,8 +53,60 @@ def default_split(item_id: str, val_every: int) -> str:
     return "val" if digest % val_every == 0 else "train"
 
 
-def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frames: int = 1) -> list[ClipEntry]:
-    """Scan the clips, write index.tsv and then meta.json (which marks the corpus complete)."""
+SPLIT_RULES = ("clip", "speaker")
+
+
+def speaker_hash(speaker: str) -> float:
+    """A speaker name → a stable number in [0, 1): the speaker-disjoint split's draw."""
+    return int(hashlib.sha1(speaker.encode()).hexdigest()[:8], 16) / 2 ** 32
+
+
+def speaker_split(speaker: str, val_fraction: float) -> str:
+    """Stable split of a whole speaker by a hash of its name: about `val_fraction` of the speakers
+    validate, with all their clips, so val holds only people the models never saw. A speaker's split
+    depends on its name alone: it never changes when the corpus grows."""
+    return "val" if speaker_hash(speaker) < val_fraction else "train"
+
+
+def _splits(entries: list[ClipEntry], split_by: str, val_every: int, val_speaker_fraction: float,
+            val_speakers: tuple[str, ...] | list[str] | None) -> list[str]:
+    """Each entry's split under the rule (finalize_corpus documents it)."""
+    if split_by not in SPLIT_RULES:
+        raise ValueError(f"split_by must be one of {SPLIT_RULES}, got {split_by!r}")
+    if split_by == "clip":
+        splits = [default_split(e.item_id, val_every) for e in entries]
+        if "val" not in splits:              # tiny corpora: keep one val clip
+            splits[-1] = "val"
+        return splits
+    speakers = sorted({e.speaker for e in entries})
+    if len(speakers) < 2:
+        raise ValueError(f"a speaker-disjoint split needs at least 2 speakers; this corpus has {speakers}. "
+                         f"Split by clip instead (split_by=clip)")
+    if val_speakers is not None:
+        unknown = sorted(set(val_speakers) - set(speakers))
+        if unknown or not val_speakers:
+            raise ValueError(f"val_speakers {list(val_speakers)} must name some of the corpus's speakers "
+                             f"({', '.join(speakers)}); not there: {unknown}")
+        held_out = set(val_speakers)
+    else:
+        held_out = {s for s in speakers if speaker_split(s, val_speaker_fraction) == "val"}
+        if not held_out:                     # few speakers: the one with the smallest draw validates
+            held_out = {min(speakers, key=speaker_hash)}
+    if held_out == set(speakers):
+        raise ValueError(f"every speaker would validate ({sorted(held_out)}); lower val_speaker_fraction "
+                         f"or name fewer val_speakers")
+    return ["val" if e.speaker in held_out else "train" for e in entries]
+
+
+def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frames: int = 1,
+                    split_by: str = "clip", val_speaker_fraction: float = 0.2,
+                    val_speakers: tuple[str, ...] | list[str] | None = None) -> list[ClipEntry]:
+    """Scan the clips, write index.tsv and then meta.json (which marks the corpus complete).
+
+    The split: `split_by="clip"`, about 1 clip in `val_every` by a hash of its id (LRS3's rule; the
+    last clip validates if none does); `split_by="speaker"`, whole speakers by a hash of their name,
+    about `val_speaker_fraction` of them (at least one, never all), or exactly `val_speakers`. Only the
+    index is rewritten, so a corpus is re-split in seconds, without re-processing its clips."""
     root = Path(root)
     entries = []
     for npz in sorted((root / contract.CORPUS_CLIPS_DIR).glob("*/*.npz")):
@@ -63,15 +115,12 @@ def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frame
             num_frames = int(data["idexp_lm3d"].shape[0])
         if num_frames < min_frames:
             continue
-        item_id = f"{speaker}/{clip}"
-        entries.append(ClipEntry(item_id, speaker, str(npz.relative_to(root)), num_frames,
-                                 default_split(item_id, val_every)))
+        entries.append(ClipEntry(f"{speaker}/{clip}", speaker, str(npz.relative_to(root)), num_frames, ""))
     if not entries:
         raise ValueError(f"{root}: no clip of at least {min_frames} frames under {contract.CORPUS_CLIPS_DIR}/; "
                          f"nothing to index")
-    if not any(e.split == "val" for e in entries):  # tiny corpora: keep one val clip
-        e = entries[-1]
-        entries[-1] = ClipEntry(e.item_id, e.speaker, e.path, e.num_frames, "val")
+    splits = _splits(entries, split_by, val_every, val_speaker_fraction, val_speakers)
+    entries = [ClipEntry(e.item_id, e.speaker, e.path, e.num_frames, split) for e, split in zip(entries, splits)]
     rows = ["\t".join(contract.INDEX_COLUMNS)]
     rows += [f"{e.item_id}\t{e.speaker}\t{e.path}\t{e.num_frames}\t{e.split}" for e in entries]
     save_text(root / contract.INDEX_FILE, "\n".join(rows) + "\n")
@@ -80,6 +129,8 @@ def finalize_corpus(root: str | Path, name: str, val_every: int = 100, min_frame
         "fps": contract.FPS, "feature_rate": contract.FEATURE_RATE, "num_clips": len(entries),
         "num_speakers": len({e.speaker for e in entries}),
         "num_frames": sum(e.num_frames for e in entries),
+        "split_by": split_by,
+        "val_speakers": sorted({e.speaker for e in entries if e.split == "val"}),
     })
     return entries
 

@@ -49,6 +49,7 @@ def mouth_points(landmarks68: np.ndarray) -> np.ndarray:
 
 
 INNER_LIP_TOP, INNER_LIP_BOTTOM = 62, 66      # the inner lips' middle points
+MOUTH_CORNERS = (48, 54)                      # the outer lips' corners (subject's right, left)
 EYE_OUTER_CORNERS = (36, 45)
 
 

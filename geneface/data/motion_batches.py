@@ -25,15 +25,43 @@ def padded_frames(num_frames: int, multiple: int = TIME_STRIDE) -> int:
     return -(-num_frames // multiple) * multiple
 
 
+def time_stretch(sequence: torch.Tensor, length: int) -> torch.Tensor:
+    """[N, ...] → [length, ...] by linear interpolation along time (frame k of the result sits at
+    k·(N − 1)/(length − 1) of the input): the same sequence, played faster or slower."""
+    if length == len(sequence):
+        return sequence
+    flat = sequence.reshape(len(sequence), -1).T[None].float()                        # [1, D, N]
+    out = torch.nn.functional.interpolate(flat, size=length, mode="linear", align_corners=True)
+    return out[0].T.reshape(length, *sequence.shape[1:]).to(sequence.dtype)
+
+
 class MotionCollator:
     """Clips → {"motion" [B, T, 204], "audio" [B, 2T, F], "mask" [B, T], "audio_mask" [B, 2T],
     "lengths" [B], "item_id" list, "speaker_id" [B]}: T is the longest clip padded to a multiple of
-    `multiple` (the VAE's TIME_STRIDE), audio is cut/padded to exactly 2T, padding is zero."""
+    `multiple` (the VAE's TIME_STRIDE), audio is cut/padded to exactly 2T, padding is zero.
 
-    def __init__(self, audio_key: str = "mel", multiple: int = TIME_STRIDE):
+    `tempo` (lo, hi), for training: each clip is played at a speed drawn uniformly from [lo, hi] — its
+    features and its landmarks resampled together (time_stretch), so the pairing stays exact — a
+    speed perturbation of the speech without its change of pitch. None: clips as they are."""
+
+    def __init__(self, audio_key: str = "mel", multiple: int = TIME_STRIDE,
+                 tempo: tuple[float, float] | list[float] | None = None):
         self.audio_key, self.multiple = audio_key, multiple
+        if tempo is not None and not 0 < float(tempo[0]) <= float(tempo[1]):
+            raise ValueError(f"tempo must be (lo, hi) with 0 < lo ≤ hi, e.g. [0.9, 1.1]; got {tempo}")
+        self.tempo = None if tempo is None else (float(tempo[0]), float(tempo[1]))
+
+    def _perturbed(self, item: dict) -> dict:
+        n = min(item["idexp_lm3d"].shape[0], item[self.audio_key].shape[0] // AUDIO_PER_FRAME)
+        speed = float(torch.empty(()).uniform_(*self.tempo))
+        new = max(2, int(round(n / speed)))
+        return {**item, "idexp_lm3d": time_stretch(torch.as_tensor(item["idexp_lm3d"][:n]), new),
+                self.audio_key: time_stretch(torch.as_tensor(item[self.audio_key][: AUDIO_PER_FRAME * n]),
+                                             AUDIO_PER_FRAME * new)}
 
     def __call__(self, items: list[dict]) -> dict:
+        if self.tempo is not None:
+            items = [self._perturbed(it) for it in items]
         lengths = [min(it["idexp_lm3d"].shape[0], it[self.audio_key].shape[0] // AUDIO_PER_FRAME) for it in items]
         T = padded_frames(max(lengths), self.multiple)
         feat_dim = items[0][self.audio_key].shape[-1]

@@ -176,16 +176,36 @@ class FVAE(nn.Module):
         return self.decode(z, mask, g)
 
 
+AUDIO_NORMS = ("none", "utterance")
+NORM_FLOOR = 1e-3      # a feature bin that is constant over an utterance (silence at the floor) stays finite
+
+
+def utterance_normalise(audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """audio [B, 2T, F], frame mask [B, T] → each sequence's features at zero mean and unit std per bin
+    over its real audio frames (zero on padding). Removes what differs between recordings rather than
+    between sounds — level, microphone colour, room — so a corpus of a few dozen recordings does not
+    have to learn it from the data."""
+    m = mask.repeat_interleave(audio.shape[1] // mask.shape[1], dim=1)[..., None].to(audio.dtype)   # [B, 2T, 1]
+    count = m.sum(1, keepdim=True).clamp(min=1)
+    mean = (audio * m).sum(1, keepdim=True) / count                                              # [B, 1, F]
+    std = (((audio - mean) ** 2 * m).sum(1, keepdim=True) / count).sqrt().clamp(min=NORM_FLOOR)
+    return (audio - mean) / std * m
+
+
 class Audio2MotionVAE(nn.Module):
     """Condition encoder + FVAE. Tensors are batch-first in time: motion [B, T, 204], audio [B, 2T, F],
-    mask [B, T] (1 = real frame); T a multiple of `stride`."""
+    mask [B, T] (1 = real frame); T a multiple of `stride`. `audio_norm="utterance"` normalises each
+    sequence's features first (utterance_normalise), in training and inference alike."""
 
     def __init__(self, audio_dim: int = 80, cond_channels: int = 64, motion_dim: int = 204, hidden: int = 256,
                  latent: int = 16, kernel: int = 5, enc_layers: int = 8, dec_layers: int = 4,
                  stride: int = TIME_STRIDE,
-                 flow_hidden: int = 64, flow_kernel: int = 3, flow_layers: int = 4, num_flows: int = 4):
+                 flow_hidden: int = 64, flow_kernel: int = 3, flow_layers: int = 4, num_flows: int = 4,
+                 audio_norm: str = "none"):
         super().__init__()
-        self.audio_dim, self.motion_dim, self.stride = audio_dim, motion_dim, stride
+        if audio_norm not in AUDIO_NORMS:
+            raise ValueError(f"audio_norm must be one of {AUDIO_NORMS}, got {audio_norm!r}")
+        self.audio_dim, self.motion_dim, self.stride, self.audio_norm = audio_dim, motion_dim, stride, audio_norm
         self.cond = ConditionEncoder(audio_dim, cond_channels)
         self.vae = FVAE(motion_dim, hidden, latent, kernel, enc_layers, dec_layers, stride, cond_channels,
                         flow_hidden, flow_kernel, flow_layers, num_flows)
@@ -194,7 +214,7 @@ class Audio2MotionVAE(nn.Module):
                 noise_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """→ (prediction [B, T, 204], zero on padding; KL scalar). `noise_scale` 0 decodes the posterior mean."""
         m = mask[:, None].to(motion.dtype)                                      # [B, 1, T]
-        g = self.cond(audio, m)                                                 # [B, C, T]
+        g = self.cond(self._features(audio, mask), m)                           # [B, C, T]
         pred, kl = self.vae(motion.flatten(2).transpose(1, 2), m, g, noise_scale)
         return pred.transpose(1, 2), kl
 
@@ -202,4 +222,7 @@ class Audio2MotionVAE(nn.Module):
     def sample(self, audio: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
         """Inference: audio [B, 2T, F], mask [B, T] → motion [B, T, 204]; a new draw on every call."""
         m = mask[:, None].to(audio.dtype)
-        return self.vae.sample(m, self.cond(audio, m), temperature).transpose(1, 2)
+        return self.vae.sample(m, self.cond(self._features(audio, mask), m), temperature).transpose(1, 2)
+
+    def _features(self, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return utterance_normalise(audio, mask) if self.audio_norm == "utterance" else audio

@@ -18,8 +18,10 @@ log = logging.getLogger("geneface.process.corpus")
 
 @hydra.main(version_base="1.3", config_path="../../configs/process", config_name="corpus")
 def main(cfg: DictConfig) -> None:
+    val_speakers = None if cfg.val_speakers is None else list(cfg.val_speakers)
     report = process_corpus(cfg.src, cfg.root, cfg.name, cfg.shard, cfg.num_shards, cfg.workers,
-                            cfg.min_frames, cfg.val_every, cfg.finalize)
+                            cfg.min_frames, cfg.val_every, cfg.finalize, split_by=cfg.split_by,
+                            val_speaker_fraction=cfg.val_speaker_fraction, val_speakers=val_speakers)
     speaker_config = Path(cfg.configs_dir) / "speaker" / f"{cfg.name}.yaml"
     if not speaker_config.exists():  # so that `speaker=<name>` works for the corpus stages
         speaker_config.parent.mkdir(parents=True, exist_ok=True)

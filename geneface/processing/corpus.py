@@ -95,8 +95,11 @@ def _work(job: tuple[str, str, str, str, int]) -> tuple[str, str, str]:
 
 def process_corpus(src: str | Path, root: str | Path, name: str, shard: int = 0, num_shards: int = 1,
                    workers: int = 2, min_frames: int = 32, val_every: int = 100, finalize: bool = True,
-                   progress: bool = True) -> CorpusReport:
-    """Process this shard's clips; then (re)build the index from every clip written so far."""
+                   progress: bool = True, split_by: str = "clip", val_speaker_fraction: float = 0.2,
+                   val_speakers: list[str] | None = None) -> CorpusReport:
+    """Process this shard's clips; then (re)build the index from every clip written so far, split as
+    geneface.data.corpus.finalize_corpus says (split_by, val_every, val_speaker_fraction, val_speakers).
+    Finished clips are skipped, so re-running on a processed corpus only re-splits it."""
     if not 0 <= shard < num_shards:
         raise ValueError(f"shard must be in [0, {num_shards}), got {shard}")
     root = Path(root)
@@ -124,7 +127,8 @@ def process_corpus(src: str | Path, root: str | Path, name: str, shard: int = 0,
     root.mkdir(parents=True, exist_ok=True)
     save_text(root / f"failures.shard{shard}of{num_shards}.tsv", "item_id\treason\n" + "".join(f + "\n" for f in failures))
     if finalize:
-        finalize_corpus(root, name, val_every=val_every, min_frames=min_frames)
+        finalize_corpus(root, name, val_every=val_every, min_frames=min_frames, split_by=split_by,
+                        val_speaker_fraction=val_speaker_fraction, val_speakers=val_speakers)
     return report
 
 

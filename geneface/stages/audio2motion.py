@@ -44,7 +44,8 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
     def __init__(self, net: Audio2MotionVAE, optimizer: Callable, scheduler: Callable | None = None,
                  syncnet_ckpt: str | None = None, lambda_mse: float = 1.0, lambda_cont: float = 3.0,
                  lambda_kl: float = 0.4, lambda_sync: float = 0.01, sync_threshold: float = 0.75,
-                 sync_windows: int = 1024, val_temperature: float = 0.0):
+                 sync_windows: int = 1024, val_temperature: float = 0.0, sync_threshold_factor: float | None = None,
+                 kl_free_bits: float = 0.0, kl_warmup_steps: int = 0):
         super().__init__()
         # built objects are not hyperparameters: ConfigInCheckpoint stores the resolved config
         self.net = net
@@ -52,9 +53,16 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         self.syncnet_ckpt = syncnet_ckpt
         self.lambda_mse, self.lambda_cont, self.lambda_kl, self.lambda_sync = lambda_mse, lambda_cont, lambda_kl, lambda_sync
         self.sync_threshold, self.sync_windows, self.val_temperature = sync_threshold, sync_windows, val_temperature
+        # a threshold relative to the SyncNet's own loss on the real val pairs (a rule a small SyncNet
+        # can meet: its real pairs may score worse than a fixed 0.75); None: the fixed sync_threshold
+        self.sync_threshold_factor = sync_threshold_factor
+        # KL that does not collapse: no gradient below kl_free_bits (nats per latent value, Kingma et al.
+        # 2016, "free bits"), and its weight ramped from 0 over kl_warmup_steps (Bowman et al. 2016)
+        self.kl_free_bits, self.kl_warmup_steps = kl_free_bits, kl_warmup_steps
         # sticky: once val/sync ≤ threshold the sync loss stays on; a buffer so that resuming keeps it
         self.register_buffer("sync_enabled", torch.tensor(False))
         self._val_sync: list[torch.Tensor] = []
+        self._val_sync_real: list[torch.Tensor] = []
 
     # --- the frozen SyncNet -------------------------------------------------------------------
     @property
@@ -80,7 +88,10 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses, pred = self.model_step(batch)
-        loss = self.lambda_mse * losses["mse"] + self.lambda_cont * losses["continuity"] + self.lambda_kl * losses["kl"]
+        kl_weight = self.lambda_kl * min(1.0, (self.global_step + 1) / self.kl_warmup_steps) if self.kl_warmup_steps \
+            else self.lambda_kl
+        kl_term = losses["kl"].clamp(min=self.kl_free_bits) if self.kl_free_bits > 0 else losses["kl"]
+        loss = self.lambda_mse * losses["mse"] + self.lambda_cont * losses["continuity"] + kl_weight * kl_term
         if self.syncnet is not None and bool(self.sync_enabled):
             losses["sync"] = self._sync(pred, batch)
             loss = loss + self.lambda_sync * losses["sync"]
@@ -97,6 +108,9 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         if self.syncnet is not None:
             losses["sync"] = self._sync(pred, batch)
             self._val_sync.append(losses["sync"].detach())
+            if self.sync_threshold_factor is not None:
+                losses["sync_real"] = self._sync(batch["motion"], batch)        # the SyncNet on real pairs
+                self._val_sync_real.append(losses["sync_real"].detach())
         # audio alone → motion: a prior sample at `val_temperature` (0 = the flow's mode-ish path)
         sampled = self.net.sample(batch["audio"], batch["mask"], self.val_temperature)
         losses["mse_sample"] = masked_mse(sampled, batch["motion"], batch["mask"])
@@ -105,12 +119,18 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         if self._val_sync and not self.trainer.sanity_checking:
-            self.update_sync_flag(float(torch.stack(self._val_sync).mean()))
+            real = float(torch.stack(self._val_sync_real).mean()) if self._val_sync_real else None
+            self.update_sync_flag(float(torch.stack(self._val_sync).mean()), real)
         self._val_sync.clear()
+        self._val_sync_real.clear()
 
-    def update_sync_flag(self, val_sync: float) -> bool:
-        """Switch the sync loss on (for good) once val sync ≤ threshold; returns the flag."""
-        if val_sync <= self.sync_threshold:
+    def update_sync_flag(self, val_sync: float, val_sync_real: float | None = None) -> bool:
+        """Switch the sync loss on (for good) once val sync ≤ the threshold: sync_threshold_factor × the
+        SyncNet's loss on the real val pairs when both are given, else sync_threshold; returns the flag."""
+        threshold = self.sync_threshold
+        if self.sync_threshold_factor is not None and val_sync_real is not None:
+            threshold = self.sync_threshold_factor * val_sync_real
+        if val_sync <= threshold:
             self.sync_enabled.fill_(True)
         return bool(self.sync_enabled)
 
