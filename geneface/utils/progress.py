@@ -64,7 +64,8 @@ def _devnull():
 class _ReportingBar(tqdm):
     def update(self, n: float | None = 1) -> bool | None:
         shown = super().update(n)
-        report_progress(str(self.desc), self.n, self.total, str(self.unit))
+        if not self.disable:                   # a disabled tqdm keeps no count (nor desc)
+            report_progress(str(self.desc), self.n, self.total, str(self.unit))
         return shown
 
     def close(self) -> None:
