@@ -63,11 +63,14 @@ def speak(output_dir: Path, speaker: str, audio: str | None, renderer: str = "ra
     return outputs["video"]
 
 
-def speaker_rows(output_dir: Path, data_dir: Path) -> list[list[str]]:
-    """One row per speaker: what is trained, its key figures, its report."""
-    rows = []
+def speaker_overview(output_dir: Path, data_dir: Path) -> tuple[list[str], list[list[str]]]:
+    """(the speakers that can speak, one table row per speaker: what is trained, its key figures, its
+    report), each speaker's files read once."""
+    speakable, rows = [], []
     for name in list_speakers(output_dir, data_dir):
         status = speaker_status(output_dir, data_dir, name)
+        if status.can_speak:
+            speakable.append(name)
         cells = [name, "yes" if status.dataset else "no"]
         for stage, info in status.stages.items():
             cells.append(info.summary() if info else "–")
@@ -76,15 +79,11 @@ def speaker_rows(output_dir: Path, data_dir: Path) -> list[list[str]]:
                      if recon and recon.get("psnr_head") is not None and recon.get("lmd_px") is not None else "–")
         cells.append(str(status.report) if status.report else "–")
         rows.append(cells)
-    return rows
-
-
-def speakers_that_speak(output_dir: Path, data_dir: Path) -> list[str]:
-    return [n for n in list_speakers(output_dir, data_dir) if speaker_status(output_dir, data_dir, n).can_speak]
+    return speakable, rows
 
 
 def corpora(output_dir: Path) -> list[str]:
-    return trained_corpora(Path(output_dir), CONFIG_DIR)
+    return trained_corpora(Path(output_dir))
 
 
 def start_pipeline(output_dir: Path, name: str, video: str | None, preset: str, corpus: str,

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from geneface.app.actions import (BACKGROUNDS, UserError, corpora, speak, speaker_rows, speakers_that_speak,
-                                  start_pipeline)
+from geneface.app.actions import BACKGROUNDS, UserError, corpora, speak, speaker_overview, start_pipeline
 
 SPEAKER_HEADERS = ["speaker", "processed", "postnet", "radnerf", "radnerf_torso", "evaluation", "report"]
 
@@ -31,17 +30,15 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
         except UserError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
-    def report_links() -> str:
+    def report_links(rows: list[list[str]]) -> str:
         """Links to each report.html, served from output_dir (launch's allowed_paths), so its relative
         video links resolve too."""
-        rows = speaker_rows(output_dir, data_dir)
         links = [f"[{row[0]}](/gradio_api/file={row[-1]})" for row in rows if row[-1] != "–"]
         return "Reports: " + (" · ".join(links) if links else "none yet")
 
     def on_refresh():
-        names = speakers_that_speak(output_dir, data_dir)
-        return (gr.Dropdown(choices=names, value=names[0] if names else None),
-                speaker_rows(output_dir, data_dir), report_links())
+        names, rows = speaker_overview(output_dir, data_dir)
+        return gr.Dropdown(choices=names, value=names[0] if names else None), rows, report_links(rows)
 
     def on_pipeline(name, video, preset, corpus):
         try:
@@ -49,7 +46,7 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
         except UserError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
-    speakers = speakers_that_speak(output_dir, data_dir)
+    speakers, rows = speaker_overview(output_dir, data_dir)
     with gr.Blocks(title="geneface") as app:
         gr.Markdown("# geneface\nAudio-driven talking heads of the speakers trained here "
                     f"(`{output_dir}`).")
@@ -73,9 +70,9 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
             go.click(on_speak, [speaker, audio, renderer, background, seconds, device], video,
                      api_name="speak", concurrency_id="render", concurrency_limit=1)
         with gr.Tab("Speakers"):
-            table = gr.Dataframe(speaker_rows(output_dir, data_dir), headers=SPEAKER_HEADERS, interactive=False,
+            table = gr.Dataframe(rows, headers=SPEAKER_HEADERS, interactive=False,
                                  label="what is trained (outputs/<speaker>/report.html has the details)")
-            reports = gr.Markdown(report_links())
+            reports = gr.Markdown(report_links(rows))
             refresh = gr.Button("Refresh")
             gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → postnet → "
                         "radnerf → radnerf_torso → evaluate → a sample); about an hour on a CPU.")

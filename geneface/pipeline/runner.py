@@ -10,6 +10,7 @@ its own rules (training from last.ckpt, processing from its work directory).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from geneface.pipeline.steps import PipelineError, Step, write_val_audio
-from geneface.utils.io import save_json
+from geneface.utils.io import process_alive, save_json
 from geneface.utils.progress import PROGRESS_ENV, read_progress
 
 POLL_S = 0.5
@@ -38,16 +39,6 @@ def _die_with_parent() -> None:
         pass                                               # not Linux: Ctrl-C still stops both
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Lock:
     """pipeline/.lock holding the running pipeline's pid; a lock whose pid is gone is stale."""
 
@@ -60,7 +51,7 @@ class Lock:
             pid = int(self.path.read_text().strip() or 0)
         except (OSError, ValueError):
             pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and process_alive(pid):
             raise PipelineError(f"another pipeline for this speaker is running (pid {pid}; {self.path}): "
                                 f"wait for it, or stop it first")
         self.path.write_text(str(os.getpid()))
@@ -203,8 +194,6 @@ def run_steps(steps: list[Step], pipeline_dir: Path, *, progress: bool = True,
 
 
 def _read_state(path: Path) -> dict:
-    import json
-
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

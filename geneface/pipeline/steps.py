@@ -74,7 +74,7 @@ class Paths:
         return self.speaker_dir / "evaluate" / f"{RENDERER}.json"
 
 
-def trained_corpora(output_dir: Path, configs_dir: Path) -> list[str]:
+def trained_corpora(output_dir: Path) -> list[str]:
     """Corpus names whose syncnet and audio2motion both have a best.ckpt under output_dir."""
     names = []
     for vae in sorted(output_dir.glob("*/audio2motion/best.ckpt")):
@@ -93,7 +93,7 @@ def choose_corpus(requested: str, paths: Paths, preset: str) -> str:
     """The corpus whose models the postnet adapts: `requested`, or with 'auto' lrs3 when trained,
     else the one corpus trained here. Raises PipelineError, with the commands that train one, before
     anything long starts."""
-    trained = trained_corpora(paths.output_dir, paths.configs_dir)
+    trained = trained_corpora(paths.output_dir)
     if requested != "auto":
         missing = [paths.stage_dir(s, requested) / "best.ckpt" for s in CORPUS_STAGES
                    if not (paths.stage_dir(s, requested) / "best.ckpt").is_file()]
