@@ -118,6 +118,78 @@ def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):
     assert len(val) == 3 and val[0]["rgb"].shape == (64, 64, 3)
 
 
+def test_condition_attention_scales_each_channel_by_position():
+    """condition_attention (ER-NeRF's): what a point's ambient branch reads is the condition scaled per
+    channel by an MLP of its position feature, so two points can read different channels of one frame's
+    condition; the attention learns (it gets gradients); condition_into_density adds a path from the
+    condition to the density that does not pass through the ambient coordinate."""
+    torch.manual_seed(0)
+    field = _field(condition_attention=True, condition_into_density=True)
+    torch.nn.init.uniform_(field.position_encoding.embeddings, -1.0, 1.0)   # a trained grid's features
+    x = torch.tensor([[0.0, 0.4, -0.8], [0.0, -0.8, 0.5]])
+    pos = field.position_encoding(x)
+    scales = field.attention_net(pos)                                       # [2, 64]
+    assert scales.shape == (2, 64) and (scales[0] - scales[1]).abs().max().item() > 1e-3
+    cond_a, cond_b = torch.randn(1, 64), torch.randn(1, 64)
+    sigma_a, _, amb_a = field.geometry(x, cond_a)
+    sigma_b, _, amb_b = field.geometry(x, cond_b)
+    assert (amb_a - amb_b).abs().max().item() > 1e-4 and (sigma_a - sigma_b).abs().max().item() > 1e-6
+    (amb_a.square().sum() + sigma_a.sum()).backward()
+    assert field.attention_net[0].weight.grad.abs().sum().item() > 0
+    counted = sum(p.numel() for g in field.param_groups(5e-4) for p in g["params"])
+    assert counted == sum(p.numel() for p in field.parameters())
+
+
+def test_lip_patches_cover_the_grown_lip_box(tmp_path):
+    """lip_patch P: each item also carries a P×P row-major grid over the frame's lip box grown by
+    LIP_BOX_GROW, with its true colours and background, shifted from step to step."""
+    from geneface.data.boxes import LIP_BOX_GROW, grown_box
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    images = SpeakerImages(root)
+    rays = RandomRays(images, range(images.num_train), num_rays=256, lip_patch=8)
+    items = [rays[3] for _ in range(4)]
+    rows, cols = grown_box(images.lip_rect[items[0]["frame"]], LIP_BOX_GROW, images.width, images.height)
+    for item in items:
+        patch = item["patch_pixels"]
+        assert patch.shape == (64, 2) and item["patch_rgb"].shape == (64, 3)
+        assert item["patch_background"].shape == (64, 3)
+        assert bool(((patch[:, 0] >= rows.start) & (patch[:, 0] < rows.stop)).all())
+        assert bool(((patch[:, 1] >= cols.start) & (patch[:, 1] < cols.stop)).all())
+        grid = patch.reshape(8, 8, 2)
+        assert bool((grid[:, :, 0] == grid[:, :1, 0]).all()) and bool((grid[:, :, 1] == grid[:1, :, 1]).all())
+        image, _ = images.image_and_labels(item["frame"])
+        expected = image[patch[:, 0].numpy(), patch[:, 1].numpy()].astype(np.float32) / 255
+        np.testing.assert_allclose(item["patch_rgb"].numpy(), expected, atol=1e-6)
+    # the box is spanned: the grid reaches within one stride of both ends
+    stride = (rows.stop - rows.start) / 8
+    assert items[0]["patch_pixels"][:, 0].min() < rows.start + stride
+    assert items[0]["patch_pixels"][:, 0].max() >= rows.stop - 1 - stride
+    assert len({tuple(i["patch_pixels"][0].tolist()) for i in items}) > 1          # shifted between steps
+    assert "patch_pixels" not in RandomRays(images, range(images.num_train), num_rays=256)[0]
+
+
+def test_the_lip_phase_trains_on_patches_and_names_a_missing_patch(tmp_path):
+    """stage.model.lip_patch_start: from that step on the head renders the lip patch and adds the SSIM
+    loss (logged as train/patch_ssim); without stage.data.lip_patch it fails naming that setting."""
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    common = ["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}", "logger=csv",
+              "stage.max_steps=4", "stage.val_check_interval=4", "stage.data.num_rays=256",
+              "stage.data.val_frames=1", "stage.model.lip_patch_start=2", "stage.model.lambda_patch_ssim=0.1",
+              "trainer.log_every_n_steps=1"]
+    with pytest.raises(ValueError, match="stage.data.lip_patch"):
+        train(compose_train(common, tmp_path / "run_missing"))
+    train(compose_train([*common, "stage.data.lip_patch=8", f"paths.stage_dir={tmp_path}/lips"], tmp_path / "run"))
+    logged = (tmp_path / "run").rglob("metrics.csv")
+    import csv
+    rows = [row for path in logged for row in csv.DictReader(path.open())]
+    ssim = [float(r["train/patch_ssim"]) for r in rows if r.get("train/patch_ssim")]
+    assert ssim and all(-1.0 <= v <= 1.0 for v in ssim)
+
+
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
     """The synthetic speaker (128², 12 s) and experiment=radnerf_cpu, shortened."""

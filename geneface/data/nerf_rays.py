@@ -96,19 +96,21 @@ class RandomRays(Dataset):
     anywhere (the legacy NeRF's in_rect_percent, 0.95). lip_fraction: that fraction inside the lip box
     grown by half its size each side — the mouth is ~1% of a frame yet what the condition must drive
     (the reference only trains on lip boxes in its late lip-finetuning phase). audio: add the frame's
-    mel windows ("audio").
+    mel windows ("audio"). lip_patch P > 0: also a P×P grid of pixels spread evenly over that grown lip
+    box ("patch_pixels", "patch_rgb", "patch_background", row-major), rendered as one image by the head
+    stage's lip phase so a structure loss (SSIM) sees the whole mouth (RAD-NeRF's --finetune_lips).
     """
 
     def __init__(self, images: SpeakerImages, frames: range, num_rays: int = 65536, patch_size: int = 1,
                  seed: int = 0, face_fraction: float = 0.0, audio: bool = False, lip_fraction: float = 0.0,
-                 window: int = WINDOW):
+                 window: int = WINDOW, lip_patch: int = 0):
         if face_fraction < 0 or lip_fraction < 0 or face_fraction + lip_fraction > 1:
             raise ValueError(f"face_fraction ({face_fraction}) and lip_fraction ({lip_fraction}) must be ≥ 0 "
                              f"and sum to at most 1")
         self.images, self.frames = images, list(frames)
         self.num_rays, self.patch_size, self.seed = num_rays, patch_size, seed
         self.face_fraction, self.lip_fraction, self.audio = face_fraction, lip_fraction, audio
-        self.window = window
+        self.window, self.lip_patch = window, lip_patch
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -120,6 +122,21 @@ class RandomRays(Dataset):
         rows, cols = grown_box(rect, grow, self.images.width, self.images.height)
         return torch.stack([torch.randint(rows.start, rows.stop, (count,), generator=generator),
                             torch.randint(cols.start, cols.stop, (count,), generator=generator)], -1)
+
+    def _lip_patch_pixels(self, i: int, generator: torch.Generator) -> torch.Tensor:
+        """[P², 2] (row, col): a P×P grid over frame i's grown lip box, shifted by a random fraction of
+        its stride so the patches of successive steps cover every pixel; a box under P pixels wide
+        repeats pixels (the patch is then that box upsampled)."""
+        p = self.lip_patch
+        rows, cols = grown_box(self.images.lip_rect[i], LIP_BOX_GROW, self.images.width, self.images.height)
+        shift = torch.rand(2, generator=generator)
+
+        def axis(span: slice, offset: torch.Tensor) -> torch.Tensor:
+            stride = (span.stop - span.start) / p
+            return (span.start + (torch.arange(p) + offset) * stride).long().clamp(span.start, span.stop - 1)
+
+        r, c = axis(rows, shift[0]), axis(cols, shift[1])
+        return torch.stack(torch.meshgrid(r, c, indexing="ij"), -1).reshape(-1, 2)
 
     def _pixels(self, generator: torch.Generator, i: int | None = None) -> torch.Tensor:
         h, w, p = self.images.height, self.images.width, self.patch_size
@@ -158,6 +175,11 @@ class RandomRays(Dataset):
             "c2w": self.images.c2w[i],                                                   # [4, 4]
             "window": condition_windows(self.images.landmarks, torch.tensor([i]), self.window, "zero")[0],
         }
+        if self.lip_patch > 0:
+            patch = self._lip_patch_pixels(i, generator)                                 # [P², 2]
+            prow, pcol = patch[:, 0].numpy(), patch[:, 1].numpy()
+            item.update({"patch_pixels": patch, "patch_rgb": _to_float(image[prow, pcol]),
+                         "patch_background": _to_float(background[prow, pcol])})
         if self.audio:
             item["audio"] = self.images.audio_window(i)                                  # [8, 16, 80]
         return item

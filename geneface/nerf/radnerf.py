@@ -14,6 +14,14 @@ responded to its landmarks. Gated, the static head sees no condition and exerts 
 brows and lids are in the set because they move too (blinks): gated out, the head averages them, and
 on the synthetic head at 600 steps lips and jaw alone gave the mouth 0.9 dB over the frozen control
 and 27.8 dB on the head box, with the brows and lids 2.1 dB and 28.3 dB.
+
+With `condition_attention` (ER-NeRF's region-aware audio attention, Fictionarry/ER-NeRF
+nerf_triplane/network.py `aud_ch_att_net`), a small MLP of the position feature scales each channel of
+the condition per point, cond · a(pos): the gate's idea learned rather than set by a radius, so the
+mouth can listen to the channels that carry the lips and the brows to those that carry the lids.
+With `condition_into_density` the (attended) condition also enters the density MLP beside the
+position and ambient features, as in ER-NeRF, whose field has no ambient coordinate at all: a path
+from the landmarks to the geometry that no 2D bottleneck can collapse.
 """
 
 from __future__ import annotations
@@ -53,7 +61,8 @@ class RadNerfField(nn.Module):
                  ambient_encoding: GridEncoding, direction_encoding: SHEncoding,
                  hidden: int = 128, ambient_layers: int = 3, sigma_layers: int = 3, geo_dim: int = 128,
                  color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4,
-                 condition_radius: float | None = None):
+                 condition_radius: float | None = None, condition_attention: bool = False,
+                 attention_hidden: int = 64, condition_into_density: bool = False):
         super().__init__()
         self.condition_radius = condition_radius
         if condition_radius is not None:
@@ -65,10 +74,17 @@ class RadNerfField(nn.Module):
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
         # He init on the ambient branch, or its 2D coordinate starts collapsed for every condition
+        # ER-NeRF's channel attention: position feature → one scale per condition channel, 1 + MLP(pos):
+        # the grid features start at ~1e-4, so a bare MLP would start by multiplying the condition by ~0
+        # and neither the attention nor the encoder would get a gradient to leave that saddle
+        self.attention_net = (mlp(layer_dims(position_encoding.output_dim, condition.out_dim, attention_hidden, 2),
+                                  he_init="hidden") if condition_attention else None)
         self.ambient_net = mlp(layer_dims(position_encoding.output_dim + condition.out_dim, 2, hidden, ambient_layers),
                                bias=False, he_init="hidden")
-        self.sigma_net = mlp(layer_dims(position_encoding.output_dim + ambient_encoding.output_dim, 1 + geo_dim,
-                                        hidden, sigma_layers))
+        self.condition_into_density = condition_into_density
+        sigma_in = position_encoding.output_dim + ambient_encoding.output_dim
+        sigma_in += condition.out_dim if condition_into_density else 0
+        self.sigma_net = mlp(layer_dims(sigma_in, 1 + geo_dim, hidden, sigma_layers))
         self.color_net = mlp(layer_dims(direction_encoding.output_dim + geo_dim + latent_dim, 3, hidden, color_layers))
         # per-training-frame appearance codes; index 0 at test time (the original's)
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
@@ -90,6 +106,8 @@ class RadNerfField(nn.Module):
     def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # x [M, 3] normalised, cond [1, C] (one frame's, or [M, C]) → density [M], geometry [M, G], ambient [M, 2]
         pos = self.position_encoding(x)
+        if self.attention_net is not None:
+            cond = cond * (1.0 + self.attention_net(pos))                 # [M, C]: per point, per channel
         if self.condition_radius is not None and cond.shape[0] == 1:
             ambient = torch.tanh(mlp_with_gated_input(self.ambient_net, pos, cond, self.condition_gate(x)))
         elif self.condition_radius is not None:
@@ -97,7 +115,10 @@ class RadNerfField(nn.Module):
         else:
             ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond))
         amb = self.ambient_encoding(ambient)
-        h = self.sigma_net(torch.cat([pos, amb], -1))
+        if self.condition_into_density:
+            h = mlp_with_shared_input(self.sigma_net, torch.cat([pos, amb], -1), cond)
+        else:
+            h = self.sigma_net(torch.cat([pos, amb], -1))
         return trunc_exp(h[:, 0]), h[:, 1:], ambient
 
     def density(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,11 @@
 """Stage `radnerf`: the landmark-conditioned RAD-NeRF head of one speaker (reference §6).
 
 Each step renders random rays of one training frame over that frame's own torso-and-plate
-background, so the field learns only the head. Validation renders whole val frames and reports PSNR
+background, so the field learns only the head. From `lip_patch_start` on (the lip phase, RAD-NeRF's
+--finetune_lips), each step also renders the data's lip patch as one small image and adds
+lambda_patch_ssim·(1 − SSIM) of it to the loss: per-pixel mse is content with a mouth blurred
+towards its mean, a structure loss is not; the occupancy cache is frozen in the phase, as there.
+Validation renders whole val frames and reports PSNR
 and SSIM on the head's bounding box (and PSNR on the full frame). `render_frames` is the inference API.
 """
 
@@ -12,6 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from geneface.data.frames import arrays
 from geneface.metrics.image import mask_box
@@ -24,6 +29,16 @@ from geneface.nerf.renderer import RenderOutput, render_rays
 from geneface.stages.renderer import RendererStage
 
 
+def patch_structure(rgb: torch.Tensor, target: torch.Tensor, side: int) -> torch.Tensor:
+    """SSIM (torchmetrics, data range 1, 7-pixel Gaussian window: the patch is small) of a rendered
+    patch against its truth, both [side², 3] row-major; differentiable in rgb."""
+    def image(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(side, side, 3).permute(2, 0, 1)[None].float()          # [1, 3, side, side]
+
+    return structural_similarity_index_measure(image(rgb), image(target), data_range=1.0, kernel_size=7,
+                                               sigma=1.0)
+
+
 class RadNerfStage(RendererStage):
     val_metric_names = ("val/psnr", "val/ssim", "val/psnr_full")    # head box, head box, full frame
 
@@ -33,7 +48,8 @@ class RadNerfStage(RendererStage):
                  lambda_ambient: float = 0.1, ambient_ramp_steps: int = 250_000,
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
-                 lambda_distortion: float = 0.0, render_min_transmittance: float | None = None):
+                 lambda_distortion: float = 0.0, render_min_transmittance: float | None = None,
+                 lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
@@ -41,6 +57,7 @@ class RadNerfStage(RendererStage):
         self.lambda_entropy, self.lambda_ambient, self.ambient_ramp_steps = lambda_entropy, lambda_ambient, ambient_ramp_steps
         self.lambda_distortion = lambda_distortion   # 0 (checkpoints from before it existed): not computed into the loss
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
+        self.lip_patch_start, self.lambda_patch_ssim = lip_patch_start, lambda_patch_ssim
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
         self.min_transmittance = min_transmittance if render_min_transmittance is None else render_min_transmittance
@@ -101,29 +118,47 @@ class RadNerfStage(RendererStage):
         return self.render_image(c2w, window, background)[0]                    # latent code 0
 
     # ---------------------------------------------------------------- training
+    def in_lip_phase(self, step: int) -> bool:
+        return self.lip_patch_start is not None and step >= self.lip_patch_start
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         step = self.global_step
+        lip_phase = self.in_lip_phase(step)
         cond = self.condition(batch["window"][None])                          # [1, C]
         latent = self.field.latents[batch["frame"]][None]                      # [1, L]
-        if step % self.occupancy_update_interval == 0:
+        update_occupancy = step % self.occupancy_update_interval == 0 and not lip_phase
+        if update_occupancy:
             # the current frame is a random training frame: its condition shapes the cached density
             self.occupancy.update(lambda x: self.field.density(x, cond.detach()),
                                   max_cells=self.occupancy_update_cells)
-        out = self.render_rays(batch["c2w"], batch["pixels"], batch["background"], cond, latent, perturb=True)
-        mse = F.mse_loss(out.rgb, batch["rgb"])
+        pixels, background, target = batch["pixels"], batch["background"], batch["rgb"]
+        n = len(target)
+        if lip_phase:
+            if "patch_pixels" not in batch:
+                raise ValueError(f"stage.model.lip_patch_start={self.lip_patch_start} needs lip patches in the "
+                                 "training data: set stage.data.lip_patch (the patch side, e.g. 32)")
+            pixels = torch.cat([pixels, batch["patch_pixels"]])
+            background = torch.cat([background, batch["patch_background"]])
+            target = torch.cat([target, batch["patch_rgb"]])
+        out = self.render_rays(batch["c2w"], pixels, background, cond, latent, perturb=True)
+        mse = F.mse_loss(out.rgb, target)
         entropy = opacity_entropy(out.opacity)
         outside = ~batch["in_face"]
-        ambient = out.extras[FieldOutput.AMBIENT][outside].mean() if outside.any() else mse.new_zeros(())
+        ambient = out.extras[FieldOutput.AMBIENT][:n][outside].mean() if outside.any() else mse.new_zeros(())
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
         distortion = out.distortion.mean()
         loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient + self.lambda_distortion * distortion
-        n = len(batch["rgb"])
-        self.log_dict({"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
-                       "train/ambient": ambient, "train/distortion": distortion,
-                       "train/samples_per_ray": float(out.samples_per_ray)},
-                      prog_bar=False, batch_size=n)
+        logged = {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
+                  "train/ambient": ambient, "train/distortion": distortion,
+                  "train/samples_per_ray": float(out.samples_per_ray)}
+        if lip_phase and self.lambda_patch_ssim > 0:
+            side = int(round(len(batch["patch_pixels"]) ** 0.5))
+            patch_ssim = patch_structure(out.rgb[n:], batch["patch_rgb"], side)
+            loss = loss + self.lambda_patch_ssim * (1.0 - patch_ssim)
+            logged.update({"train/loss": loss, "train/patch_ssim": patch_ssim.detach()})
+        self.log_dict(logged, prog_bar=False, batch_size=n)
         self.log("train/psnr_bar", -10 * torch.log10(mse.detach()), prog_bar=True, logger=False, batch_size=n)
-        if step % self.occupancy_update_interval == 0:
+        if update_occupancy:
             self.log_dict({f"occupancy/{k}": float(v) for k, v in self.occupancy.stats().items()}, batch_size=n)
         return loss
 
