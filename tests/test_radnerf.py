@@ -181,7 +181,7 @@ def test_the_lip_phase_trains_on_patches_and_names_a_missing_patch(tmp_path):
               "stage.data.val_frames=1", "stage.model.lip_patch_start=2", "stage.model.lambda_patch_ssim=0.1",
               "trainer.log_every_n_steps=1"]
     with pytest.raises(ValueError, match="stage.data.lip_patch"):
-        train(compose_train(common, tmp_path / "run_missing"))
+        train(compose_train([*common, "stage.data.lip_patch=0"], tmp_path / "run_missing"))
     train(compose_train([*common, "stage.data.lip_patch=8", f"paths.stage_dir={tmp_path}/lips"], tmp_path / "run"))
     logged = (tmp_path / "run").rglob("metrics.csv")
     import csv

@@ -55,7 +55,9 @@ class LandmarkCondition(nn.Module):
     normalize: a layer norm (no learned scale) on the output, so the condition keeps unit size per
     channel. Why: unbounded, its size grew from 0.5–1 to 38–70 in 600 steps on the synthetic head
     once nothing held the ambient coordinate near zero (lambda_ambient 0), until the ambient tanh
-    saturated at every point and the render no longer depended on the landmarks at all."""
+    saturated at every point and the render no longer depended on the landmarks at all. Normed, it
+    stayed at size 8 but one ambient channel still saturated and the mouth still did not follow
+    (README, radnerf: open-mouth gain +0.10 dB), so it is off by default."""
 
     def __init__(self, in_dim: int = LANDMARK_DIM, out_dim: int = 64, window: int = WINDOW,
                  smooth: bool = True, normalize: bool = False):

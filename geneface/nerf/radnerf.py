@@ -19,8 +19,8 @@ With `condition_attention` (ER-NeRF's region-aware audio attention, Fictionarry/
 nerf_triplane/network.py `aud_ch_att_net`), a small MLP of the position feature scales each channel of
 the condition per point, cond · a(pos): the gate's idea learned rather than set by a radius, so the
 mouth can listen to the channels that carry the lips and the brows to those that carry the lids.
-With `condition_into_density` the (attended) condition also enters the density MLP beside the
-position and ambient features, as in ER-NeRF, whose field has no ambient coordinate at all: a path
+With `condition_into_density` the (attended, gated) condition also enters the density MLP beside
+the position and ambient features, as in ER-NeRF, whose field has no ambient coordinate at all: a path
 from the landmarks to the geometry that no 2D bottleneck can collapse.
 """
 
@@ -52,6 +52,17 @@ class _TruncExp(torch.autograd.Function):
 
 def trunc_exp(x: torch.Tensor) -> torch.Tensor:
     return _TruncExp.apply(x.float())
+
+
+def read_condition(net: nn.Sequential, varying: torch.Tensor, cond: torch.Tensor,
+                   gate: torch.Tensor | None) -> torch.Tensor:
+    """net(cat([varying, gate · cond], -1)), varying [M, V], cond [1 or M, C], gate [M, 1] or None (1),
+    without building the concatenation (nerf/mlp.py)."""
+    if gate is None:
+        return mlp_with_shared_input(net, varying, cond)
+    if cond.shape[0] == 1:
+        return mlp_with_gated_input(net, varying, cond, gate)
+    return mlp_with_shared_input(net, varying, cond * gate)
 
 
 class RadNerfField(nn.Module):
@@ -106,17 +117,13 @@ class RadNerfField(nn.Module):
     def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
         # x [M, 3] normalised, cond [1, C] (one frame's, or [M, C]) → density [M], geometry [M, G], ambient [M, 2]
         pos = self.position_encoding(x)
+        gate = self.condition_gate(x) if self.condition_radius is not None else None     # [M, 1]
         if self.attention_net is not None:
             cond = cond * (1.0 + self.attention_net(pos))                 # [M, C]: per point, per channel
-        if self.condition_radius is not None and cond.shape[0] == 1:
-            ambient = torch.tanh(mlp_with_gated_input(self.ambient_net, pos, cond, self.condition_gate(x)))
-        elif self.condition_radius is not None:
-            ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond * self.condition_gate(x)))
-        else:
-            ambient = torch.tanh(mlp_with_shared_input(self.ambient_net, pos, cond))
+        ambient = torch.tanh(read_condition(self.ambient_net, pos, cond, gate))
         amb = self.ambient_encoding(ambient)
         if self.condition_into_density:
-            h = mlp_with_shared_input(self.sigma_net, torch.cat([pos, amb], -1), cond)
+            h = read_condition(self.sigma_net, torch.cat([pos, amb], -1), cond, gate)
         else:
             h = self.sigma_net(torch.cat([pos, amb], -1))
         return trunc_exp(h[:, 0]), h[:, 1:], ambient
