@@ -230,3 +230,53 @@ def test_aperture_correlation_reads_a_mouth_that_opens_with_the_real_one():
     missing = real.copy()
     missing[::2] = np.nan                                                         # no face there
     assert aperture_correlation(missing, real) == pytest.approx(1.0)
+
+
+class CameraLookupHead(FakeHead):
+    """Yields, for each camera, the real val frame taken from it (so it ignores its landmarks) — or,
+    with `follows`, the real frame whose landmarks it was given (its mouth follows the condition)."""
+
+    def __init__(self, root: Path, follows: bool):
+        super().__init__(root)
+        from geneface.data.nerf_rays import SpeakerImages
+
+        images = SpeakerImages(root)
+        self.follows, self.first = follows, int(self.frames.meta["num_train"])
+        self.c2w = images.c2w[self.first:].numpy()
+        self.landmarks = images.landmarks[self.first:].reshape(-1, 68, 3).numpy()
+
+    def render_frames(self, c2w, landmarks, background, audio_features=None):
+        self.calls.append(dict(c2w=c2w.shape, landmarks=landmarks.copy()))
+        for cam, lm in zip(c2w, landmarks):
+            by_camera = int(np.abs(self.c2w - cam).sum((1, 2)).argmin())
+            by_landmarks = int(np.abs(self.landmarks - lm).sum((1, 2)).argmin())
+            yield self.frames.image(self.first + (by_landmarks if self.follows else by_camera))
+
+
+def test_the_open_mouth_control_needs_a_mouth_that_follows(output_dir, monkeypatch):
+    """open-mouth dB over closed: the most open val frames re-rendered with the most closed frame's
+    landmarks. A renderer that ignores its landmarks scores exactly 0; one whose mouth follows them
+    loses PSNR mouth when given the closed mouth, so it scores well above 0."""
+    from geneface.evaluate import run
+
+    root = output_dir / "data" / "demo"
+    split = evaluation.load_val_split(root)
+    most_open, most_closed = evaluation.open_and_closed(split)
+    assert len(most_open) == 3 and most_closed not in most_open          # 10 val frames: a quarter, ≥ 3
+    gap = np.abs(split.landmarks[:, 66, 1] - split.landmarks[:, 62, 1])   # normalised, but monotone here
+    assert gap[most_open].min() > gap[most_closed]
+    results = {}
+    for follows in (False, True):
+        cfg = compose_evaluate(output_dir, "renderer=radnerf", "audio_driven=false", "frozen=false",
+                               f"out={output_dir}/open_{follows}.json", "strip=null")
+        _touch(Path(cfg.ckpt))
+        fake = CameraLookupHead(root, follows)
+        _patch(monkeypatch, fake)
+        results[follows] = run(cfg)["rows"]["reconstruction"]
+        control = fake.calls[-1]
+        assert control["c2w"] == (3, 4, 4) and np.allclose(control["landmarks"], split.landmarks[most_closed])
+    assert results[False]["open_gain_db"] == pytest.approx(0.0)
+    assert results[True]["open_gain_db"] > 10.0, results[True]      # own frames exact (capped at 100 dB)
+    assert run(compose_evaluate(output_dir, "renderer=radnerf", "audio_driven=false", "frozen=false",
+                                "open_control=false", "strip=null"))["rows"]["reconstruction"].get(
+        "open_gain_db") is None

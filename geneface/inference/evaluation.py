@@ -15,6 +15,12 @@ fourth row scores the real frames themselves as a reference. Metric definitions:
   than of re-detected landmarks, so it holds where the detector is noisy (small or drawn faces).
 - aperture r: Pearson r between the inner-lip opening re-detected on the rendered frames and on the
   real ones (geneface.metrics.mouth); ~0 for a mouth that does not move with the real one.
+- open-mouth dB over closed (open gain): on the most open quarter of the val frames (by the inner-lip
+  opening of their real landmarks), PSNR mouth of the row minus that of the same cameras rendered
+  with the most closed val frame's landmarks. Unlike the frozen control, the closed mouth is a real
+  condition the renderer was trained on (the mean landmarks are not one for a renderer that reads
+  them strongly: such a renderer draws them badly, which inflates mouth gain), and unlike LMD and
+  aperture r it needs no face detector, which is mostly noise on the 128² synthetic speaker.
 - LMD: mouth landmarks re-detected on generated and real frames with the same detector, at the
   video's resolution (compare at 512², the anchors' resolution).
 - sync: the corpus landmark SyncNet's score of landmarks re-detected on the frames against the val
@@ -39,7 +45,9 @@ import torch
 from geneface.data import contract
 from geneface.data.boxes import LIP_BOX_GROW, grown_box
 from geneface.data.frames import arrays, val_indices
-from geneface.data.landmarks import ibug68_from_mediapipe, mouth_points as lip_points
+from geneface.data.contract import IDEXP_SCALE
+from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
+from geneface.data.landmarks import mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
 from geneface.inference.renderer import load_renderer
@@ -57,9 +65,10 @@ COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
            ("psnr_mouth", "PSNR mouth", ".2f"), ("ssim_mouth", "SSIM mouth", ".4f"),
            ("psnr_full", "PSNR full", ".2f"), ("ssim_full", "SSIM full", ".4f"), ("lmd_px", "LMD px", ".3f"),
            ("responsiveness", "LMD frozen/LMD", ".2f"), ("mouth_gain_db", "mouth dB over frozen", "+.2f"),
-           ("aperture_r", "aperture r", ".3f"),
+           ("open_gain_db", "open-mouth dB over closed", "+.2f"), ("aperture_r", "aperture r", ".3f"),
            ("sync", "sync", ".3f"), ("fps", "frames/s", ".2f"), ("frames", "frames", "d"))
 STRIP_FRAMES = 12         # val frames shown in the mouth strip image
+OPEN_SHARE, MIN_OPEN = 0.25, 3   # the open-mouth control's frames: the most open quarter, at least 3
 
 
 @dataclass
@@ -208,13 +217,47 @@ def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
 
 
+def open_and_closed(split: ValSplit) -> tuple[np.ndarray, int]:
+    """(positions in the split of its most open frames, the position of its most closed one), by the
+    inner-lip opening of the real landmarks in the head frame (pose-free)."""
+    data = arrays(split.images.root)
+    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
+    idexp = denormalize_idexp(split.landmarks, mean, std)                                   # [T, 68, 3]
+    opening = inner_lip_aperture(np.asarray(data["mean_shape"]) + idexp / IDEXP_SCALE)               # [T]
+    order = np.argsort(opening, kind="stable")
+    count = min(len(order), max(MIN_OPEN, round(len(order) * OPEN_SHARE)))
+    return np.sort(order[-count:]), int(order[0])
+
+
+def mse_psnr(mse: float) -> float:
+    """uint8 mean squared error → PSNR in dB at data range 1, capped as the image scores are."""
+    return min(float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12))), PSNR_CAP)
+
+
+def closed_mouth_psnr(renderer, split: ValSplit, positions: np.ndarray, closed: int) -> float:
+    """PSNR mouth over the split's frames `positions` rendered at their cameras with frame `closed`'s
+    landmarks (renderers that read audio get each frame's own mel, so only the landmarks change)."""
+    backgrounds = _backgrounds(renderer, split)
+    background = backgrounds[positions] if np.ndim(backgrounds) == 4 else backgrounds
+    mel = np.concatenate([split.mel[2 * k: 2 * k + 2] for k in positions])                  # [2·len, 80]
+    landmarks = np.repeat(split.landmarks[[closed]], len(positions), 0)
+    errors = []
+    for k, frame in zip(positions, renderer.render_frames(split.c2w[positions], landmarks, background,
+                                                         audio_features=mel)):
+        box = split.mouth_box(k)
+        real = _frame_and_mask(split, k)[0][box].astype(np.float32)
+        errors.append(float(((frame[box].astype(np.float32) - real) ** 2).mean()))
+    return mse_psnr(float(np.mean(errors)))
+
+
 def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.ndarray | None, syncnet,
                    device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True,
-                   crops: StripCrops | None = None) -> dict:
+                   crops: StripCrops | None = None, mouth_errors: list | None = None) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
     the real one (whose re-detected points are real68, score_ground_truth's) as it arrives.
     faces=False: image scores and speed only (no face mesh: LMD, aperture, sync and the detection rate
-    are None), where MediaPipe is not installed. crops: gets the strip frames' mouths."""
+    are None), where MediaPipe is not installed. crops: gets the strip frames' mouths; mouth_errors:
+    gets each frame's mean squared error (uint8) on its mouth box."""
     frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
     bar = progress_bar(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
@@ -233,6 +276,9 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.
         scores.update(frame, real_frame, head_mask, mouth_box)
         if crops is not None:
             crops.add(count, frame, mouth_box)
+        if mouth_errors is not None:
+            error = frame[mouth_box].astype(np.float32) - real_frame[mouth_box]
+            mouth_errors.append(float((error ** 2).mean()))
         if track is not None:
             track.add(frame)
         count += 1
@@ -258,9 +304,10 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
                      syncnet_ckpt: str | Path | None, device: str = "cpu", max_frames: int | None = None,
                      temperature: float = 1.0, clamp_std: float = 2.5,
                      smoothing: float = 0.2, seed: int = 9999, progress: bool = True, frozen: bool = True,
-                     strip: str | Path | None = None) -> dict:
+                     strip: str | Path | None = None, open_control: bool = True) -> dict:
     """Every row on the val split → {"rows": {row: {metric: value}}, ...}. postnet_ckpt None skips the
-    audio-driven row, frozen=False the frozen control; strip: where to write the mouth strip PNG.
+    audio-driven row, frozen=False the frozen control, open_control=False the open-mouth control (a
+    quarter more renders); strip: where to write the mouth strip PNG.
     Checkpoints are resolved first, so a missing one fails before any rendering."""
     renderer_ckpt = upstream_checkpoint(renderer_ckpt)
     postnet_ckpt = upstream_checkpoint(postnet_ckpt) if postnet_ckpt is not None else None
@@ -275,10 +322,18 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
     if postnet_ckpt is not None:
         drives["audio_driven"] = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std,
                                                         smoothing, seed)
+    mouth_errors: dict[str, list] = {}
     for name, landmarks in drives.items():
-        crops[name] = StripCrops(split)
+        crops[name], mouth_errors[name] = StripCrops(split), []
         rows[name] = score_renderer(renderer, split, landmarks, real68, syncnet, device, name.replace("_", "-"),
-                                    progress, crops=crops[name])
+                                    progress, crops=crops[name], mouth_errors=mouth_errors[name])
+    if open_control:
+        most_open, most_closed = open_and_closed(split)
+        closed = closed_mouth_psnr(renderer, split, most_open, most_closed)
+        for name in ("reconstruction", "audio_driven"):
+            if name in rows:
+                own = mse_psnr(float(np.mean([mouth_errors[name][k] for k in most_open])))
+                rows[name]["open_gain_db"] = own - closed
     if "frozen" in rows:
         for name in ("reconstruction", "audio_driven"):
             if name in rows and rows[name]["lmd_px"] and rows["frozen"]["lmd_px"] is not None:
@@ -299,6 +354,7 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
                 val_frames=[split.frames[0], split.frames[-1] + 1],
                 resolution=[split.images.height, split.images.width], device=device, notes=notes,
                 strip=strip_path, strip_frames=[split.frames[k] for k in strip_frames(len(split.frames))],
+                open_frames=[split.frames[k] for k in most_open] if open_control else None,
                 rows={r: rows[r] for r in ROWS if r in rows})
 
 
