@@ -223,10 +223,15 @@ def open_and_closed(split: ValSplit) -> tuple[np.ndarray, int]:
     data = arrays(split.images.root)
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
     idexp = denormalize_idexp(split.landmarks, mean, std)                                   # [T, 68, 3]
-    opening = inner_lip_aperture(np.asarray(data["mean_shape"]) + idexp / IDEXP_SCALE)               # [T]
+    opening = inner_lip_aperture(np.asarray(data["mean_shape"]) + idexp / IDEXP_SCALE)        # [T]
     order = np.argsort(opening, kind="stable")
     count = min(len(order), max(MIN_OPEN, round(len(order) * OPEN_SHARE)))
     return np.sort(order[-count:]), int(order[0])
+
+
+def mouth_mse(frame: np.ndarray, real: np.ndarray, box: tuple[slice, slice]) -> float:
+    """Mean squared error (uint8 levels) of a generated frame's mouth box against the real frame's."""
+    return float(((frame[box].astype(np.float32) - real[box].astype(np.float32)) ** 2).mean())
 
 
 def mse_psnr(mse: float) -> float:
@@ -234,31 +239,34 @@ def mse_psnr(mse: float) -> float:
     return min(float(10 * np.log10(255.0 ** 2 / max(mse, 1e-12))), PSNR_CAP)
 
 
-def closed_mouth_psnr(renderer, split: ValSplit, positions: np.ndarray, closed: int) -> float:
+def closed_mouth_psnr(renderer, split: ValSplit, positions: np.ndarray, closed: int,
+                      backgrounds: np.ndarray) -> float:
     """PSNR mouth over the split's frames `positions` rendered at their cameras with frame `closed`'s
-    landmarks (renderers that read audio get each frame's own mel, so only the landmarks change)."""
-    backgrounds = _backgrounds(renderer, split)
+    landmarks (renderers that read audio get each frame's own mel, so only the landmarks change);
+    backgrounds: _backgrounds' for the whole split."""
     background = backgrounds[positions] if np.ndim(backgrounds) == 4 else backgrounds
     mel = np.concatenate([split.mel[2 * k: 2 * k + 2] for k in positions])                  # [2·len, 80]
     landmarks = np.repeat(split.landmarks[[closed]], len(positions), 0)
     errors = []
     for k, frame in zip(positions, renderer.render_frames(split.c2w[positions], landmarks, background,
                                                          audio_features=mel)):
-        box = split.mouth_box(k)
-        real = _frame_and_mask(split, k)[0][box].astype(np.float32)
-        errors.append(float(((frame[box].astype(np.float32) - real) ** 2).mean()))
+        errors.append(mouth_mse(frame, _frame_and_mask(split, k)[0], split.mouth_box(k)))
     return mse_psnr(float(np.mean(errors)))
 
 
 def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.ndarray | None, syncnet,
                    device: str = "cpu", desc: str = "render", progress: bool = True, faces: bool = True,
-                   crops: StripCrops | None = None, mouth_errors: list | None = None) -> dict:
+                   crops: StripCrops | None = None, mouth_errors: list | None = None,
+                   backgrounds: np.ndarray | None = None) -> dict:
     """Render the val cameras with `landmarks` [T, 68, 3] (normalised) and score every frame against
     the real one (whose re-detected points are real68, score_ground_truth's) as it arrives.
     faces=False: image scores and speed only (no face mesh: LMD, aperture, sync and the detection rate
     are None), where MediaPipe is not installed. crops: gets the strip frames' mouths; mouth_errors:
-    gets each frame's mean squared error (uint8) on its mouth box."""
-    frames = renderer.render_frames(split.c2w, landmarks, _backgrounds(renderer, split), audio_features=split.mel)
+    gets each frame's mean squared error (uint8) on its mouth box. backgrounds: _backgrounds(renderer,
+    split), when the caller scores several rows (a head-only renderer's are every val frame's)."""
+    if backgrounds is None:
+        backgrounds = _backgrounds(renderer, split)
+    frames = renderer.render_frames(split.c2w, landmarks, backgrounds, audio_features=split.mel)
     scores, track, render_s, count = ImageScores(device), FaceTrack() if faces else None, 0.0, 0
     bar = progress_bar(total=len(split.frames), desc=desc, unit="frame", disable=not progress)
     while True:
@@ -277,8 +285,7 @@ def score_renderer(renderer, split: ValSplit, landmarks: np.ndarray, real68: np.
         if crops is not None:
             crops.add(count, frame, mouth_box)
         if mouth_errors is not None:
-            error = frame[mouth_box].astype(np.float32) - real_frame[mouth_box]
-            mouth_errors.append(float((error ** 2).mean()))
+            mouth_errors.append(mouth_mse(frame, real_frame, mouth_box))
         if track is not None:
             track.add(frame)
         count += 1
@@ -323,13 +330,15 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
         drives["audio_driven"] = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std,
                                                         smoothing, seed)
     mouth_errors: dict[str, list] = {}
+    backgrounds = _backgrounds(renderer, split)               # read once for every row and the control
     for name, landmarks in drives.items():
         crops[name], mouth_errors[name] = StripCrops(split), []
         rows[name] = score_renderer(renderer, split, landmarks, real68, syncnet, device, name.replace("_", "-"),
-                                    progress, crops=crops[name], mouth_errors=mouth_errors[name])
+                                    progress, crops=crops[name], mouth_errors=mouth_errors[name],
+                                    backgrounds=backgrounds)
     if open_control:
         most_open, most_closed = open_and_closed(split)
-        closed = closed_mouth_psnr(renderer, split, most_open, most_closed)
+        closed = closed_mouth_psnr(renderer, split, most_open, most_closed, backgrounds)
         for name in ("reconstruction", "audio_driven"):
             if name in rows:
                 own = mse_psnr(float(np.mean([mouth_errors[name][k] for k in most_open])))
