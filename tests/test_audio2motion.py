@@ -278,3 +278,60 @@ def test_bucket_sampler_shards_disjointly_across_ddp_ranks(monkeypatch):
     assert len(shards[0]) == len(shards[1]) > 0                  # equal counts: no rank waits forever
     seen = [i for shard in shards for batch in shard for i in batch]
     assert len(seen) == len(set(seen))                           # disjoint
+
+
+def test_frequency_warp_moves_the_spectrum_and_leaves_the_motion():
+    from geneface.data.motion_batches import frequency_warp
+
+    mel = torch.zeros(6, 80)
+    mel[:, 20] = 1.0                                                 # one formant at bin 20
+    torch.testing.assert_close(frequency_warp(mel, 1.0), mel)
+    assert int(frequency_warp(mel, 0.5).argmax(-1)[0]) == 40         # bin k reads k·0.5: the peak moves up
+    assert int(frequency_warp(mel, 2.0).argmax(-1)[0]) == 10
+    items = _items([16])
+    batch = MotionCollator(frequency_warp=(0.8, 0.8))(items)
+    torch.testing.assert_close(batch["motion"][0, :16], items[0]["idexp_lm3d"].reshape(16, 204))
+    torch.testing.assert_close(batch["audio"][0, :32], frequency_warp(items[0]["mel"], 0.8))
+    with pytest.raises(ValueError, match="frequency_warp"):
+        MotionCollator(frequency_warp=(1.2, 0.9))
+
+
+def test_the_mouth_term_is_the_lip_points_mse():
+    stage = _stage(syncnet_ckpt=None, lambda_mouth=3.0)
+    batch = MotionCollator()(_items([16, 24]))
+    losses, pred = stage.model_step(batch)
+    lips = slice(48 * 3, 68 * 3)                                     # points 48–67 of the flat [B, T, 204]
+    expected = masked_mse(pred[..., lips], batch["motion"][..., lips], batch["mask"])
+    torch.testing.assert_close(losses["mouth_mse"], expected)
+    assert "mouth_mse" not in _stage(syncnet_ckpt=None).model_step(batch)[0]
+
+
+def _saved_vae_checkpoint(path, seed=0, **net) -> Audio2MotionStage:
+    """A checkpoint as geneface.train writes it (config inside) of a VAE with these net options."""
+    torch.manual_seed(seed)
+    stage = Audio2MotionStage(Audio2MotionVAE(**{**SMALL_NET, **net}), optimizer=None)
+    config = {"stage": {"name": "audio2motion", "model": {
+        "_target_": "geneface.stages.audio2motion.Audio2MotionStage", "syncnet_ckpt": None,
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
+        "net": {"_target_": "geneface.models.audio2motion.Audio2MotionVAE", **SMALL_NET, **net}}}}
+    torch.save({"geneface_config": config, "state_dict": stage.state_dict()}, path)
+    return stage
+
+
+def test_a_fine_tune_starts_from_the_init_checkpoints_vae_and_refuses_another_network(tmp_path):
+    source = _saved_vae_checkpoint(tmp_path / "corpus.ckpt", seed=1)
+    fine_tune = _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "corpus.ckpt"))
+    assert not torch.equal(fine_tune.net.cond.conv1.weight, source.net.cond.conv1.weight)
+    fine_tune.setup("fit")
+    for key, value in source.net.state_dict().items():
+        torch.testing.assert_close(fine_tune.net.state_dict()[key], value)
+
+    wider = Audio2MotionStage(Audio2MotionVAE(**{**SMALL_NET, "hidden": 48}), optimizer=None,
+                              init_ckpt=str(tmp_path / "corpus.ckpt"))
+    with pytest.raises(ValueError, match="init_ckpt=.*holds another VAE.*tensors differ"):
+        wider.setup("fit")
+    _saved_vae_checkpoint(tmp_path / "normed.ckpt", audio_norm="utterance")
+    with pytest.raises(ValueError, match="audio_norm 'utterance' there, 'none' here"):
+        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "normed.ckpt")).setup("fit")
+    with pytest.raises(MissingCheckpointError):
+        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "none.ckpt")).setup("fit")

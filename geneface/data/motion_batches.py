@@ -35,6 +35,18 @@ def time_stretch(sequence: torch.Tensor, length: int) -> torch.Tensor:
     return out[0].T.reshape(length, *sequence.shape[1:]).to(sequence.dtype)
 
 
+def frequency_warp(features: torch.Tensor, factor: float) -> torch.Tensor:
+    """[N, F] log-mel → the same frames with bin k read at k·factor (linear interpolation, the top bin
+    repeated past the end): formants and pitch moved up (factor < 1) or down, as in a longer or
+    shorter vocal tract — another voice saying the same thing (Jaitly & Hinton 2013, VTLP)."""
+    bins = features.shape[-1]
+    position = (torch.arange(bins, dtype=torch.float32) * factor).clamp(max=bins - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=bins - 1)
+    frac = (position - low).to(features.dtype)
+    return features[..., low] * (1 - frac) + features[..., high] * frac
+
+
 class MotionCollator:
     """Clips → {"motion" [B, T, 204], "audio" [B, 2T, F], "mask" [B, T], "audio_mask" [B, 2T],
     "lengths" [B], "item_id" list, "speaker_id" [B]}: T is the longest clip padded to a multiple of
@@ -42,16 +54,23 @@ class MotionCollator:
 
     `tempo` (lo, hi), for training: each clip is played at a speed drawn uniformly from [lo, hi] — its
     features and its landmarks resampled together (time_stretch), so the pairing stays exact — a
-    speed perturbation of the speech without its change of pitch. None: clips as they are."""
+    speed perturbation of the speech without its change of pitch. `frequency_warp` (lo, hi): each
+    clip's mel bins are warped by a factor drawn from [lo, hi] (`frequency_warp`), another voice for
+    the same mouth. None: clips as they are."""
 
     def __init__(self, audio_key: str = "mel", multiple: int = TIME_STRIDE,
-                 tempo: tuple[float, float] | list[float] | None = None):
+                 tempo: tuple[float, float] | list[float] | None = None,
+                 frequency_warp: tuple[float, float] | list[float] | None = None):
         self.audio_key, self.multiple = audio_key, multiple
-        if tempo is not None and not 0 < float(tempo[0]) <= float(tempo[1]):
-            raise ValueError(f"tempo must be (lo, hi) with 0 < lo ≤ hi, e.g. [0.9, 1.1]; got {tempo}")
-        self.tempo = None if tempo is None else (float(tempo[0]), float(tempo[1]))
+        self.tempo = _range("tempo", tempo)
+        self.frequency_warp = _range("frequency_warp", frequency_warp)
 
     def _perturbed(self, item: dict) -> dict:
+        if self.frequency_warp is not None:
+            factor = float(torch.empty(()).uniform_(*self.frequency_warp))
+            item = {**item, self.audio_key: frequency_warp(torch.as_tensor(item[self.audio_key]), factor)}
+        if self.tempo is None:
+            return item
         n = min(item["idexp_lm3d"].shape[0], item[self.audio_key].shape[0] // AUDIO_PER_FRAME)
         speed = float(torch.empty(()).uniform_(*self.tempo))
         new = max(2, int(round(n / speed)))
@@ -60,7 +79,7 @@ class MotionCollator:
                                              AUDIO_PER_FRAME * new)}
 
     def __call__(self, items: list[dict]) -> dict:
-        if self.tempo is not None:
+        if self.tempo is not None or self.frequency_warp is not None:
             items = [self._perturbed(it) for it in items]
         lengths = [min(it["idexp_lm3d"].shape[0], it[self.audio_key].shape[0] // AUDIO_PER_FRAME) for it in items]
         T = padded_frames(max(lengths), self.multiple)
@@ -79,6 +98,14 @@ class MotionCollator:
             "item_id": [it["item_id"] for it in items],
             "speaker_id": torch.tensor([int(it["speaker_id"]) for it in items]),
         }
+
+
+def _range(name: str, value) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if not 0 < float(value[0]) <= float(value[1]):
+        raise ValueError(f"{name} must be (lo, hi) with 0 < lo ≤ hi, e.g. [0.9, 1.1]; got {value}")
+    return float(value[0]), float(value[1])
 
 
 class LengthBucketBatchSampler(Sampler[list[int]]):

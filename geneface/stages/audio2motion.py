@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from geneface.data.landmarks import NUM_IBUG, mouth_points
 from geneface.metrics.sync import sync_loss
 from geneface.models.audio2motion import Audio2MotionVAE
 from geneface.models.motion_losses import continuity_loss, masked_mse
@@ -45,7 +46,8 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
                  syncnet_ckpt: str | None = None, lambda_mse: float = 1.0, lambda_cont: float = 3.0,
                  lambda_kl: float = 0.4, lambda_sync: float = 0.01, sync_threshold: float = 0.75,
                  sync_windows: int = 1024, val_temperature: float = 0.0, sync_threshold_factor: float | None = None,
-                 kl_free_bits: float = 0.0, kl_warmup_steps: int = 0):
+                 kl_free_bits: float = 0.0, kl_warmup_steps: int = 0, init_ckpt: str | None = None,
+                 lambda_mouth: float = 0.0):
         super().__init__()
         # built objects are not hyperparameters: ConfigInCheckpoint stores the resolved config
         self.net = net
@@ -61,6 +63,12 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         self.kl_free_bits, self.kl_warmup_steps = kl_free_bits, kl_warmup_steps
         # sticky: once val/sync ≤ threshold the sync loss stays on; a buffer so that resuming keeps it
         self.register_buffer("sync_enabled", torch.tensor(False))
+        # fine-tuning: the first fit starts from another audio2motion checkpoint's VAE (a corpus VAE
+        # refined on one speaker's own video); a resume then restores its own weights over these
+        self.init_ckpt = init_ckpt
+        # the mse of the 20 lip points once more, × lambda_mouth: what audio can predict is the mouth,
+        # a tenth of the 204 values the plain mse averages over (the rest is brows, lids, contour)
+        self.lambda_mouth = lambda_mouth
         self._val_sync: list[torch.Tensor] = []
         self._val_sync_real: list[torch.Tensor] = []
 
@@ -73,6 +81,23 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         if self.syncnet is None and self.syncnet_ckpt is not None:
             self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT), stages=("syncnet",),
                                                     role="stage.model.syncnet_ckpt").net)
+        if stage == "fit" and self.init_ckpt is not None:
+            self.start_from(self.init_ckpt)
+
+    def start_from(self, path: str) -> None:
+        """Copy the VAE of the audio2motion checkpoint at `path` into this one. Its net must be built
+        as this run's (sizes and audio_norm): a fine-tune continues the same network."""
+        source = load_stage(upstream_checkpoint(path), stages=("audio2motion",), role="stage.model.init_ckpt").net
+        ours = {k: tuple(v.shape) for k, v in self.net.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in source.state_dict().items()}
+        differing = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        if differing or source.audio_norm != self.net.audio_norm:
+            detail = (f"audio_norm {source.audio_norm!r} there, {self.net.audio_norm!r} here" if not differing
+                      else f"{len(differing)} tensors differ, e.g. {differing[0]}: {theirs.get(differing[0])} there, "
+                           f"{ours.get(differing[0])} here")
+            raise ValueError(f"stage.model.init_ckpt={path} holds another VAE than this run builds ({detail}): "
+                             f"train with the same preset and stage.model.net overrides as that checkpoint's run")
+        self.net.load_state_dict(source.state_dict())
 
     def _sync(self, pred: torch.Tensor, batch: dict) -> torch.Tensor:
         syncnet = self.frozen_on("syncnet", pred.device)
@@ -84,6 +109,9 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         losses = {"mse": masked_mse(pred, batch["motion"], batch["mask"]),
                   "continuity": continuity_loss(pred, batch["motion"], batch["mask"]),
                   "kl": kl}
+        if self.lambda_mouth:
+            lips = [mouth_points(m.reshape(*m.shape[:2], NUM_IBUG, 3)) for m in (pred, batch["motion"])]  # [B, T, 20, 3]
+            losses["mouth_mse"] = masked_mse(*lips, batch["mask"])
         return losses, pred
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -92,6 +120,8 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
             else self.lambda_kl
         kl_term = losses["kl"].clamp(min=self.kl_free_bits) if self.kl_free_bits > 0 else losses["kl"]
         loss = self.lambda_mse * losses["mse"] + self.lambda_cont * losses["continuity"] + kl_weight * kl_term
+        if self.lambda_mouth:
+            loss = loss + self.lambda_mouth * losses["mouth_mse"]
         if self.syncnet is not None and bool(self.sync_enabled):
             losses["sync"] = self._sync(pred, batch)
             loss = loss + self.lambda_sync * losses["sync"]
