@@ -46,6 +46,13 @@ def test_postnet_shapes_and_zero_delta_on_padding():
     assert sum(p.numel() for p in CNNPostNet().parameters()) > 5e5     # the original's widths
 
 
+def test_a_postnet_can_start_as_the_identity():
+    torch.manual_seed(0)
+    x, mask = torch.randn(2, 12, 204), torch.ones(2, 12)
+    torch.testing.assert_close(CNNPostNet(width=0.25, start_as_identity=True)(x, mask), x)
+    assert (CNNPostNet(width=0.25)(x, mask) - x).abs().max() > 1e-3        # the original's: a random Δ
+
+
 def test_discriminator_sees_only_real_frames():
     torch.manual_seed(0)
     disc = MLPDiscriminator(width=0.25).eval()

@@ -41,9 +41,11 @@ class CNNPostNet(nn.Module):
     """Residual refiner over time: output = input + Δ, Δ zero on padding frames.
 
     Block 1: 204→128 and 2 residual 128; block 2: 128→256 and 2 residual 256; block 3: 256→128 and
-    a 1×1 conv 128→204. `width` scales the 128/256 channels (1.0 = the original)."""
+    a 1×1 conv 128→204. `width` scales the 128/256 channels (1.0 = the original). `start_as_identity`
+    zeroes that last conv, so training starts from the VAE's landmarks unchanged (Δ = 0) instead of
+    from a random Δ the losses must first undo."""
 
-    def __init__(self, motion_dim: int = 204, width: float = 1.0):
+    def __init__(self, motion_dim: int = 204, width: float = 1.0, start_as_identity: bool = False):
         super().__init__()
         c1, c2 = max(8, int(round(128 * width))), max(8, int(round(256 * width)))
         self.motion_dim = motion_dim
@@ -53,6 +55,9 @@ class CNNPostNet(nn.Module):
             ConvBlock(c2, c1),
         ])
         self.out = nn.Conv1d(c1, motion_dim, kernel_size=1)
+        if start_as_identity:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, T, 204], mask [B, T] → refined [B, T, 204]; padding frames are returned unchanged."""
