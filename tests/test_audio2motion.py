@@ -335,3 +335,24 @@ def test_a_fine_tune_starts_from_the_init_checkpoints_vae_and_refuses_another_ne
         _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "normed.ckpt")).setup("fit")
     with pytest.raises(MissingCheckpointError):
         _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "none.ckpt")).setup("fit")
+
+
+def test_extra_train_clips_join_the_train_split_and_validation_stays_its_own(synthetic_corpus, tmp_path):
+    from geneface.data.datamodules import sequence_dataset
+
+    root = str(synthetic_corpus)
+    own, held_out = (sequence_dataset(root, "corpus", split, min_frames=32) for split in ("train", "val"))
+    # as the README writes it: another dataset's clips (here the val split, to tell them apart) beside ×2 own
+    cfg = compose_train(["stage=audio2motion", "speaker=synthetic_corpus", f"speaker.root={root}",
+                         f"paths.output_dir={tmp_path}", "stage.data.num_workers=0", "stage.data.train_repeat=2",
+                         "stage.data.extra_train=[{_target_:geneface.data.datamodules.sequence_dataset,"
+                         f"root:{root},kind:corpus,split:val,min_frames:32}}]"], tmp_path)
+    data = instantiate(cfg.stage.data)
+    data.setup("fit")
+    assert data.train_set.lengths() == own.lengths() * 2 + held_out.lengths()
+    assert sorted(data.train_set[len(data.train_set) - 1].keys()) == sorted(own[0].keys())
+    assert len(data.val_set) == len(held_out)
+    seen = sum(len(batch["item_id"]) for batch in data.train_dataloader())
+    assert seen == 2 * len(own) + len(held_out)
+    with pytest.raises(ValueError, match="train_repeat"):
+        type(data)(root, "corpus", MotionCollator(), MotionCollator(), train_repeat=0)

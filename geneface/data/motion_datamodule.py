@@ -19,9 +19,10 @@ class BucketedSequenceDataModule(SequenceDataModule):
     def __init__(self, root: str, kind: str, train_collate: Callable, val_collate: Callable,
                  max_frames_per_batch: int = 4000, max_clips: int = 512, val_max_frames_per_batch: int | None = None,
                  seed: int = 0, num_workers: int = 0, min_frames: int = 8, clip_frames: int = 100,
-                 multiple: int = TIME_STRIDE):
+                 multiple: int = TIME_STRIDE, extra_train: list[Dataset] | None = None, train_repeat: int = 1):
         super().__init__(root, kind, train_collate, val_collate, batch_size=1, num_workers=num_workers,
-                         min_frames=min_frames, clip_frames=clip_frames)
+                         min_frames=min_frames, clip_frames=clip_frames, extra_train=extra_train,
+                         train_repeat=train_repeat)
         self.max_frames_per_batch, self.max_clips, self.seed, self.multiple = max_frames_per_batch, max_clips, seed, multiple
         self.val_max_frames_per_batch = val_max_frames_per_batch or max_frames_per_batch
 
