@@ -33,7 +33,7 @@ def test_predict_idexp_pads_to_the_time_stride():
             return torch.zeros(1, mask.shape[1], 204)
 
     model = Recorder()
-    predict_idexp(model, np.zeros((2 * 9, 80), np.float32), 9)
+    predict_idexp(model, np.zeros((2 * 9, 80), np.float32), 9, context_frames=0)
     padded = -(-9 // TIME_STRIDE) * TIME_STRIDE
     assert model.seen == (padded, padded) and Audio2MotionVAE().stride == TIME_STRIDE
 

@@ -56,6 +56,23 @@ class _EchoModel(nn.Module):
         return frames.expand(-1, -1, 204) + self.dummy
 
 
+class _StartArtefactModel(_EchoModel):
+    """Echoes the audio, but shuts the mouth (−100) at the first frame of whatever it is given."""
+
+    def predict(self, audio, mask, temperature=1.0):
+        out = super().predict(audio, mask, temperature).clone()
+        out[:, 0] = -100.0
+        return out
+
+
+def test_the_first_frames_are_predicted_with_audio_before_them():
+    mel = np.repeat(np.arange(1, 15, dtype=np.float32), 2)[:, None].repeat(80, 1)  # frame t has value t + 1
+    out = predict_idexp(_StartArtefactModel(), mel, num_frames=14)
+    assert np.array_equal(out[:, 0, 0], np.arange(1, 15, dtype=np.float32))      # aligned, no artefact
+    assert predict_idexp(_StartArtefactModel(), mel, 14, context_frames=0)[0, 0, 0] == -100.0
+    assert np.array_equal(predict_idexp(_EchoModel(), mel[:2], num_frames=1)[:, 0, 0], [1.0])  # one frame
+
+
 def test_predict_pads_to_the_latent_stride_and_cuts_back():
     mel = np.repeat(np.arange(14, dtype=np.float32), 2)[:, None].repeat(80, 1)  # frame t has value t
     out = predict_idexp(_EchoModel(), mel, num_frames=14)
