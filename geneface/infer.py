@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, predict_idexp
+from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import render_video, renderer_stage
 from geneface.media.audio import write_wav
-from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
+from geneface.utils.checkpoints import MissingCheckpointError, upstream_checkpoint
 from geneface.utils.cli import check_choices, require_speaker_kind
 from geneface.utils.io import save_npy, temporary_dir_beside
 from geneface.utils.threads import set_threads
@@ -47,7 +47,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     render_ckpt = renderer_checkpoint(cfg) if cfg.render else None   # fail before any work
     wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))   # before the models load
     torch.manual_seed(cfg.seed)
-    model = load_stage(ckpt, stages=("postnet",), role="postnet_ckpt").to(cfg.device)
+    model, _ = load_motion_model(ckpt, cfg.device)
     stats_root = Path(cfg.speaker.root)
     mean = np.load(stats_root / "idexp_lm3d_mean.npy")
     std = np.load(stats_root / "idexp_lm3d_std.npy")

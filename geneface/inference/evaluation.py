@@ -49,7 +49,7 @@ from geneface.data.contract import IDEXP_SCALE
 from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
 from geneface.data.landmarks import mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
-from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
+from geneface.inference.landmarks import clamp_and_smooth, load_motion_model, predict_idexp
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
 from geneface.media.images import write_rgb
@@ -104,7 +104,7 @@ def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: st
                            seed: int = 9999) -> np.ndarray:
     """The val mel → normalised [T, 68, 3] landmarks, exactly as `geneface.infer` makes them."""
     torch.manual_seed(seed)
-    model = load_stage(postnet_ckpt, stages=("postnet",), role="postnet_ckpt").to(device)
+    model, _ = load_motion_model(postnet_ckpt, device)
     data = arrays(split.images.root)
     raw = predict_idexp(model, split.mel, len(split.frames), temperature=temperature)
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])

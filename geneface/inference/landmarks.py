@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from geneface.data import contract
 from geneface.data.landmarks import denormalize_idexp, normalize_idexp
@@ -19,6 +20,9 @@ from geneface.data.motion_batches import padded_frames
 from geneface.media.audio import load_audio
 from geneface.media.features import audio_features, fit_to_frames
 from geneface.models.audio2motion import TIME_STRIDE
+from geneface.utils.checkpoints import checkpoint_stage, load_stage, read_checkpoint
+
+MOTION_STAGES = ("postnet", "audio2motion")     # what turns audio into landmarks
 
 # (first point, last point + 1, clamp factor for x, y, z) — reference §9: jaw, nose and mouth ±s,
 # brows and eyes ±s/2 in x and y (they barely move) and ±s in z.
@@ -56,6 +60,30 @@ def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp
         normalised[t] = smoothing * normalised[t - 1] + (1.0 - smoothing) * normalised[t]
     normalised = normalised.astype(np.float32)
     return normalised, denormalize_idexp(normalised, mean, std)
+
+
+class VaeAsPredictor(nn.Module):
+    """An audio2motion stage seen through the postnet's `predict(audio, mask, temperature)`, the
+    signature predict_idexp calls: the VAE's sample, with no postnet after it."""
+
+    def __init__(self, stage: nn.Module):
+        super().__init__()
+        self.stage = stage
+
+    def predict(self, audio: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return self.stage.sample(audio, mask, temperature)             # [B, T, 204]
+
+
+def load_motion_model(checkpoint: str | Path | dict, device: str = "cpu",
+                      role: str = "postnet_ckpt") -> tuple[nn.Module, str]:
+    """A postnet checkpoint (its carried VAE → the postnet, GeneFace's chain) or an audio2motion one
+    (the VAE alone, e.g. a speaker's own fine-tuned VAE: README, "A speaker's own VAE") → (a module
+    with `predict`, for predict_idexp; the stage's name). Any other stage is refused naming `role`."""
+    if not isinstance(checkpoint, dict):
+        checkpoint = read_checkpoint(checkpoint, stages=MOTION_STAGES, role=role)
+    stage = checkpoint_stage(checkpoint)
+    module = load_stage(checkpoint).to(device)
+    return (module if stage == "postnet" else VaeAsPredictor(module)), stage
 
 
 # Frames of mirrored audio the VAE hears beyond each end of the driving audio (0.32 s at 25 fps), cut

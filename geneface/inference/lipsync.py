@@ -32,17 +32,16 @@ from geneface.data.corpus import read_index
 from geneface.data.frames import arrays, train_indices, val_indices
 from geneface.data.speaker import read_meta
 from geneface.inference.evaluation import load_syncnet
-from geneface.inference.landmarks import clamp_and_smooth, predict_idexp
+from geneface.inference.landmarks import MOTION_STAGES, VaeAsPredictor, clamp_and_smooth, load_motion_model, predict_idexp
 from geneface.metrics.lipsync import (AffineFit, amplitude_ratio, frame_energy, lagged_pearson, lip_opening,
                                       mouth_lmd, mouth_width)
 from geneface.metrics.sync import sync_score
 from geneface.models.syncnet import WINDOW_FRAMES
-from geneface.utils.checkpoints import checkpoint_stage, load_stage, read_checkpoint, upstream_checkpoint
+from geneface.utils.checkpoints import read_checkpoint, upstream_checkpoint
 
 ROWS = ("real", "model", "vae", "loudness", "shuffled", "static")
 METRICS = ("aperture_r", "best_r", "best_lag", "width_r", "width_best_lag", "mouth_lmd", "amplitude", "sync")
 LAG_OK = 1                  # |best lag| ≤ this many frames counts as in sync
-MODEL_STAGES = ("audio2motion", "postnet")
 
 
 @dataclass
@@ -93,18 +92,6 @@ def load_clips(root: str | Path, kind: str, split: str) -> list[Clip]:
     return clips
 
 
-class _SampleAsPredict(nn.Module):
-    """The audio2motion stage (or a postnet's carried VAE) seen through the postnet's `predict`, the
-    signature inference.landmarks.predict_idexp calls."""
-
-    def __init__(self, stage: nn.Module):
-        super().__init__()
-        self.stage = stage
-
-    def predict(self, audio: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return self.stage.sample(audio, mask, temperature)             # [B, T, 204]
-
-
 class Predictor:
     """audio → raw idexp from a trained audio2motion (the VAE samples) or postnet (VAE → postnet)
     checkpoint. `stats` (a speaker's idexp mean and std) post-process as geneface.infer does."""
@@ -113,12 +100,10 @@ class Predictor:
                  stats: tuple[np.ndarray, np.ndarray] | None = None, clamp_std: float = 2.5,
                  smoothing: float = 0.2):
         self.ckpt = upstream_checkpoint(ckpt)
-        checkpoint = read_checkpoint(self.ckpt, stages=MODEL_STAGES, role="ckpt")
-        self.stage = checkpoint_stage(checkpoint)
+        checkpoint = read_checkpoint(self.ckpt, stages=MOTION_STAGES, role="ckpt")
         self.trained_syncnet = checkpoint["geneface_config"]["stage"]["model"].get("syncnet_ckpt")
-        module = load_stage(checkpoint).to(device)
-        self.model = module if self.stage == "postnet" else _SampleAsPredict(module)
-        self.vae = _SampleAsPredict(module.vae).to(device).eval() if self.stage == "postnet" else None
+        self.model, self.stage = load_motion_model(checkpoint, device)
+        self.vae = VaeAsPredictor(self.model.vae).to(device).eval() if self.stage == "postnet" else None
         self.temperature, self.seed, self.stats = temperature, seed, stats
         self.clamp_std, self.smoothing = clamp_std, smoothing
 
