@@ -107,6 +107,29 @@ def make_clip_arrays():
     return tiny_clip_arrays
 
 
+def save_vae_checkpoint(path: Path, seed: int = 0, **net):
+    """A checkpoint of a small audio2motion VAE (`net` options over hidden 32 and 2 layers) as
+    geneface.train writes one, config inside; returns the stage whose weights it holds."""
+    import torch
+    from hydra.utils import instantiate
+
+    net = {"_target_": "geneface.models.audio2motion.Audio2MotionVAE", "hidden": 32, "cond_channels": 16,
+           "enc_layers": 2, "dec_layers": 2, "flow_hidden": 16, "flow_layers": 2, **net}
+    config = {"stage": {"name": "audio2motion", "model": {
+        "_target_": "geneface.stages.audio2motion.Audio2MotionStage", "syncnet_ckpt": None, "net": net,
+        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}}}}
+    torch.manual_seed(seed)
+    stage = instantiate(config["stage"]["model"])
+    torch.save({"geneface_config": config, "state_dict": stage.state_dict()}, path)
+    return stage
+
+
+@pytest.fixture
+def vae_checkpoint():
+    """save_vae_checkpoint(path, seed=0, **net) -> the saved stage (see there)."""
+    return save_vae_checkpoint
+
+
 @pytest.fixture(scope="session")
 def synthetic_corpus(tmp_path_factory) -> Path:
     """The default synthetic corpus (8 speakers × 12 clips), written once per test session."""

@@ -306,35 +306,26 @@ def test_the_mouth_term_is_the_lip_points_mse():
     assert "mouth_mse" not in _stage(syncnet_ckpt=None).model_step(batch)[0]
 
 
-def _saved_vae_checkpoint(path, seed=0, **net) -> Audio2MotionStage:
-    """A checkpoint as geneface.train writes it (config inside) of a VAE with these net options."""
-    torch.manual_seed(seed)
-    stage = Audio2MotionStage(Audio2MotionVAE(**{**SMALL_NET, **net}), optimizer=None)
-    config = {"stage": {"name": "audio2motion", "model": {
-        "_target_": "geneface.stages.audio2motion.Audio2MotionStage", "syncnet_ckpt": None,
-        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True},
-        "net": {"_target_": "geneface.models.audio2motion.Audio2MotionVAE", **SMALL_NET, **net}}}}
-    torch.save({"geneface_config": config, "state_dict": stage.state_dict()}, path)
-    return stage
-
-
-def test_a_fine_tune_starts_from_the_init_checkpoints_vae_and_refuses_another_network(tmp_path):
-    source = _saved_vae_checkpoint(tmp_path / "corpus.ckpt", seed=1)
+def test_a_fine_tune_starts_from_the_init_checkpoints_vae_and_refuses_another_network(tmp_path, vae_checkpoint):
+    source = vae_checkpoint(tmp_path / "corpus.ckpt", seed=1, **SMALL_NET)
     fine_tune = _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "corpus.ckpt"))
     assert not torch.equal(fine_tune.net.cond.conv1.weight, source.net.cond.conv1.weight)
-    fine_tune.setup("fit")
+    fine_tune.on_fit_start()
     for key, value in source.net.state_dict().items():
         torch.testing.assert_close(fine_tune.net.state_dict()[key], value)
 
     wider = Audio2MotionStage(Audio2MotionVAE(**{**SMALL_NET, "hidden": 48}), optimizer=None,
                               init_ckpt=str(tmp_path / "corpus.ckpt"))
     with pytest.raises(ValueError, match="init_ckpt=.*holds another VAE.*tensors differ"):
-        wider.setup("fit")
-    _saved_vae_checkpoint(tmp_path / "normed.ckpt", audio_norm="utterance")
+        wider.on_fit_start()
+    vae_checkpoint(tmp_path / "normed.ckpt", audio_norm="utterance", **SMALL_NET)
     with pytest.raises(ValueError, match="audio_norm 'utterance' there, 'none' here"):
-        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "normed.ckpt")).setup("fit")
+        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "normed.ckpt")).on_fit_start()
     with pytest.raises(MissingCheckpointError):
-        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "none.ckpt")).setup("fit")
+        _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "none.ckpt")).on_fit_start()
+    resumed = _stage(syncnet_ckpt=None, init_ckpt=str(tmp_path / "none.ckpt"))
+    resumed.on_load_checkpoint({})                      # a resume keeps its own weights: init_ckpt is not read
+    resumed.on_fit_start()
 
 
 def test_extra_train_clips_join_the_train_split_and_validation_stays_its_own(synthetic_corpus, tmp_path):

@@ -80,19 +80,12 @@ def test_predict_pads_to_the_latent_stride_and_cuts_back():
     assert np.array_equal(out[:, 0, 0], np.arange(14, dtype=np.float32))
 
 
-def test_landmarks_come_from_a_postnet_or_from_a_vae_alone(tmp_path):
+def test_landmarks_come_from_a_postnet_or_from_a_vae_alone(tmp_path, vae_checkpoint):
     """infer/evaluate's postnet_ckpt also takes an audio2motion checkpoint (a speaker's own VAE)."""
     from geneface.inference.landmarks import VaeAsPredictor, load_motion_model
     from geneface.utils.checkpoints import WrongStageCheckpointError
-    from hydra.utils import instantiate
 
-    net = dict(_target_="geneface.models.audio2motion.Audio2MotionVAE", hidden=32, cond_channels=16, enc_layers=2,
-               dec_layers=2, flow_hidden=16, flow_layers=2)
-    config = {"stage": {"name": "audio2motion", "model": {
-        "_target_": "geneface.stages.audio2motion.Audio2MotionStage", "syncnet_ckpt": None, "net": net,
-        "optimizer": {"_target_": "torch.optim.Adam", "_partial_": True}}}}
-    stage = instantiate(config["stage"]["model"])
-    torch.save({"geneface_config": config, "state_dict": stage.state_dict()}, tmp_path / "vae.ckpt")
+    vae_checkpoint(tmp_path / "vae.ckpt")
     model, name = load_motion_model(tmp_path / "vae.ckpt")
     assert name == "audio2motion" and isinstance(model, VaeAsPredictor)
     mel = np.random.default_rng(0).normal(size=(2 * 30, 80)).astype(np.float32)
@@ -100,7 +93,8 @@ def test_landmarks_come_from_a_postnet_or_from_a_vae_alone(tmp_path):
     out = predict_idexp(model, mel, 30, temperature=0.0)
     assert out.shape == (30, 68, 3) and np.isfinite(out).all()
 
-    config["stage"]["name"] = "syncnet"
-    torch.save({"geneface_config": config, "state_dict": {}}, tmp_path / "syncnet.ckpt")
+    checkpoint = torch.load(tmp_path / "vae.ckpt", weights_only=False)
+    checkpoint["geneface_config"]["stage"]["name"] = "syncnet"
+    torch.save(checkpoint, tmp_path / "syncnet.ckpt")
     with pytest.raises(WrongStageCheckpointError, match="postnet_ckpt needs a checkpoint of 'postnet' or 'audio2motion'"):
         load_motion_model(tmp_path / "syncnet.ckpt")

@@ -108,7 +108,7 @@ def predict_idexp(model, mel: np.ndarray, num_frames: int, temperature: float = 
     padded = padded_frames(total, TIME_STRIDE)
     device = next(model.parameters()).device
     audio = torch.zeros(1, 2 * padded, mel.shape[1], device=device)
-    audio[0, : 2 * total] = torch.from_numpy(np.ascontiguousarray(mel[: 2 * total])).to(device)
+    audio[0, : 2 * total] = torch.from_numpy(np.ascontiguousarray(mel)).to(device)
     mask = torch.zeros(1, padded, device=device)
     mask[0, :total] = 1
     pred = model.predict(audio, mask, temperature=temperature)   # [1, T', 204]

@@ -32,7 +32,8 @@ from geneface.data.corpus import read_index
 from geneface.data.frames import arrays, train_indices, val_indices
 from geneface.data.speaker import read_meta
 from geneface.inference.evaluation import load_syncnet
-from geneface.inference.landmarks import MOTION_STAGES, VaeAsPredictor, clamp_and_smooth, load_motion_model, predict_idexp
+from geneface.inference.landmarks import (MOTION_STAGES, VaeAsPredictor, clamp_and_smooth, load_motion_model,
+                                          predict_idexp)
 from geneface.metrics.lipsync import (AffineFit, amplitude_ratio, frame_energy, lagged_pearson, lip_opening,
                                       mouth_lmd, mouth_width)
 from geneface.metrics.sync import sync_score

@@ -64,8 +64,9 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         # sticky: once val/sync ≤ threshold the sync loss stays on; a buffer so that resuming keeps it
         self.register_buffer("sync_enabled", torch.tensor(False))
         # fine-tuning: the first fit starts from another audio2motion checkpoint's VAE (a corpus VAE
-        # refined on one speaker's own video); a resume then restores its own weights over these
+        # refined on one speaker's own video); a resume restores its own weights and never reads it
         self.init_ckpt = init_ckpt
+        self._restored = False
         # the mse of the 20 lip points once more, × lambda_mouth: what audio can predict is the mouth,
         # a tenth of the 204 values the plain mse averages over (the rest is brows, lids, contour)
         self.lambda_mouth = lambda_mouth
@@ -81,7 +82,12 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
         if self.syncnet is None and self.syncnet_ckpt is not None:
             self.attach_frozen(syncnet=load_stage(upstream_checkpoint(self.syncnet_ckpt, SYNCNET_HINT), stages=("syncnet",),
                                                     role="stage.model.syncnet_ckpt").net)
-        if stage == "fit" and self.init_ckpt is not None:
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._restored = True                 # a resume: its weights are this run's own, not init_ckpt's
+
+    def on_fit_start(self) -> None:
+        if self.init_ckpt is not None and not self._restored:
             self.start_from(self.init_ckpt)
 
     def start_from(self, path: str) -> None:
@@ -110,7 +116,8 @@ class Audio2MotionStage(FrozenNets, L.LightningModule):
                   "continuity": continuity_loss(pred, batch["motion"], batch["mask"]),
                   "kl": kl}
         if self.lambda_mouth:
-            lips = [mouth_points(m.reshape(*m.shape[:2], NUM_IBUG, 3)) for m in (pred, batch["motion"])]  # [B, T, 20, 3]
+            # [B, T, 20, 3] each
+            lips = [mouth_points(m.reshape(*m.shape[:2], NUM_IBUG, 3)) for m in (pred, batch["motion"])]
             losses["mouth_mse"] = masked_mse(*lips, batch["mask"])
         return losses, pred
 
