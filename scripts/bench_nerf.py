@@ -105,7 +105,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
         origins, directions = pixel_rays(c2w, focal, c, c, pixels)
         target = torch.rand(num_rays, 3, device=device)
         with amp:
-            cond = field.condition(window)
+            cond = field.encode(window)
             out = render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
                               torch.zeros(num_rays, 3, device=device), occupancy, num_samples, perturb=True,
                               min_transmittance=min_transmittance)
@@ -124,7 +124,7 @@ def bench(device: str, path: str, runs: int, num_rays: int, num_samples: int, pr
     def render_frame():
         origins, directions = pixel_rays(c2w, focal, c, c, image_pixels(size, size, device))
         with amp:
-            cond = field.condition(window)
+            cond = field.encode(window)
             out = render_rays(field_fn_for(cond, field.latents[:1]), box, origins, directions,
                               torch.zeros(3, device=device), occupancy, num_samples, chunk=65536,
                               min_transmittance=min_transmittance)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from geneface.data.landmarks import EXPRESSION_MOVED
 from geneface.data.nerf_rays import RandomRays, SpeakerImages, WholeFrames
 from geneface.nerf.condition import LandmarkCondition, condition_windows
 from geneface.nerf.encodings import GridEncoding, SHEncoding
@@ -89,6 +90,41 @@ def test_the_condition_gate_leaves_the_static_head_out_of_the_condition():
         both = torch.cat([near, far])
         assert torch.allclose(field.geometry(both, cond_a.expand(2, 64).contiguous())[2],
                               field.geometry(both, cond_a)[2], atol=1e-6)
+
+
+def test_the_landmark_warp_reads_each_point_where_the_frame_moved_it_from():
+    """warp_radius: a point at a frame's moved landmark is read at that landmark's mean-expression
+    place, points far from every moving landmark are not moved, and a frame at the mean expression
+    (normalised landmarks 0) moves nothing."""
+    torch.manual_seed(0)
+    field = _field(warp_radius=0.05)
+    face = torch.zeros(68, 3)
+    face[48:68] = torch.linspace(-0.3, 0.3, 20)[:, None] * torch.tensor([1.0, 0.0, 0.0]) + torch.tensor([0.0, 0.4, -0.8])
+    face[3:14] = torch.tensor([0.0, 0.7, -0.6]) + torch.linspace(-0.5, 0.5, 11)[:, None] * torch.tensor([1.0, 0.0, 0.0])
+    face[17:48] = torch.tensor([0.0, -0.3, -0.8]) + torch.linspace(-0.5, 0.5, 31)[:, None] * torch.tensor([1.0, 0.0, 0.0])
+    half = torch.tensor([1.5, 2.0, 1.5])
+    scale = torch.full((68, 3), 0.02)                     # normalised units per normalised landmark
+    field.set_moving_points(face, half, scale)
+    windows = torch.zeros(1, 5, 204)
+    lm = windows[:, 2].view(68, 3)
+    lm[57, 1] = 5.0                                       # the lower lip's middle down by 5 · 0.02 = 0.1
+    cond = field.encode(windows)
+    assert cond.shape == (1, field.condition_dim) and field.condition_dim == 64 + 3 * len(EXPRESSION_MOVED)
+    moved_to = face[57] + torch.tensor([0.0, 0.1, 0.0])
+    far = torch.tensor([[0.0, -0.9, 0.9]])
+    with torch.no_grad():
+        landmarks = cond[:, 64:]
+        assert torch.allclose(field.warp(moved_to[None], landmarks), face[57][None], atol=2e-3)
+        assert torch.allclose(field.warp(far, landmarks), far)
+        rest = field.encode(torch.zeros(1, 5, 204))[:, 64:]
+        x = torch.rand(50, 3) * 2 - 1
+        assert torch.equal(field.warp(x, rest), x)
+        # one condition per point gives the same as one for the frame
+        both = torch.cat([moved_to[None], far])
+        assert torch.allclose(field.warp(both, landmarks.expand(2, -1)), field.warp(both, landmarks), atol=1e-6)
+        d = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+        out = field(both, d, cond, field.latents[:1])
+        assert out["density"].shape == (2,)
 
 
 def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):

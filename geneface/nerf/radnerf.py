@@ -22,6 +22,17 @@ mouth can listen to the channels that carry the lips and the brows to those that
 With `condition_into_density` the (attended, gated) condition also enters the density MLP beside
 the position and ambient features, as in ER-NeRF, whose field has no ambient coordinate at all: a path
 from the landmarks to the geometry that no 2D bottleneck can collapse.
+
+With `warp_radius` the landmarks also move the head directly: each sample point x of a frame is read at
+x − Δ(x), Δ(x) = Σᵢ kᵢΔᵢ / max(Σᵢ kᵢ, 1), kᵢ = exp(−|x − pᵢ|²/2r²), where pᵢ are the frame's moving
+landmarks and Δᵢ their offsets from the speaker's mean expression (head units, nothing learned): the
+field is a canonical head at the mean expression, and a frame's lips and jaw carry the points around
+them where that frame's landmarks put them (RigNeRF's 3DMM-guided deformation, with landmarks). Why:
+every other path has to learn from the photometric loss alone that the mouth depends on the condition,
+and at CPU sizes none did reliably (README, radnerf); a warp opens and closes the mouth from the first
+step, for audio-driven landmarks too, and leaves the learned paths only what moves without geometry
+(teeth, the mouth's inside). The condition then carries the frame's normalised landmarks of the
+moving points after its encoded feature (`encode`).
 """
 
 from __future__ import annotations
@@ -73,14 +84,19 @@ class RadNerfField(nn.Module):
                  hidden: int = 128, ambient_layers: int = 3, sigma_layers: int = 3, geo_dim: int = 128,
                  color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4,
                  condition_radius: float | None = None, condition_attention: bool = False,
-                 attention_hidden: int = 64, condition_into_density: bool = False):
+                 attention_hidden: int = 64, condition_into_density: bool = False,
+                 warp_radius: float | None = None):
         super().__init__()
-        self.condition_radius = condition_radius
-        if condition_radius is not None:
-            # the moving landmarks in normalised box coordinates and the box's half extents (head units
-            # per normalised unit), set by set_moving_points before training; carried in checkpoints
+        self.condition_radius, self.warp_radius = condition_radius, warp_radius
+        if condition_radius is not None or warp_radius is not None:
+            # the moving landmarks at the mean expression in normalised box coordinates and the box's half
+            # extents (head units per normalised unit), set by set_moving_points before training;
+            # carried in checkpoints
             self.register_buffer("moving_points", torch.zeros(len(EXPRESSION_MOVED), 3))
             self.register_buffer("box_half", torch.ones(3))
+        if warp_radius is not None:
+            # normalised landmark → offset in normalised box coordinates, per moving point and axis
+            self.register_buffer("warp_scale", torch.zeros(len(EXPRESSION_MOVED), 3))
         self.condition = condition
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
@@ -100,13 +116,47 @@ class RadNerfField(nn.Module):
         # per-training-frame appearance codes; index 0 at test time (the original's)
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 
-    def set_moving_points(self, points: torch.Tensor, box_half: torch.Tensor) -> None:
-        """The speaker's mean landmarks [68, 3] in normalised box coordinates, and the box's half
-        extents [3] in head units (for distances in head units); nothing without condition_radius."""
-        if self.condition_radius is None:
+    def set_moving_points(self, points: torch.Tensor, box_half: torch.Tensor,
+                          offset_scale: torch.Tensor | None = None) -> None:
+        """The speaker's landmarks at the mean expression [68, 3] in normalised box coordinates, the
+        box's half extents [3] in head units (for distances in head units), and (for the warp) the
+        offset in normalised box coordinates of one unit of normalised landmark [68, 3]; nothing
+        without condition_radius or warp_radius."""
+        if self.condition_radius is None and self.warp_radius is None:
             return
-        self.moving_points.copy_(points[list(EXPRESSION_MOVED)])
+        moved = list(EXPRESSION_MOVED)
+        self.moving_points.copy_(points[moved])
         self.box_half.copy_(box_half)
+        if self.warp_radius is not None:
+            if offset_scale is None:
+                raise ValueError("warp_radius needs the landmarks' offset scale (set_moving_points(offset_scale=...))")
+            self.warp_scale.copy_(offset_scale[moved])
+
+    @property
+    def condition_dim(self) -> int:
+        """The width of `encode`'s output: the encoded feature, then (warp) the moving landmarks."""
+        return self.condition.out_dim + (3 * len(EXPRESSION_MOVED) if self.warp_radius is not None else 0)
+
+    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+        """Landmark windows [B, window, 204] (normalised) → the frames' condition [B, condition_dim]."""
+        cond = self.condition(windows)
+        if self.warp_radius is None:
+            return cond
+        centre = windows[:, self.condition.window // 2].reshape(len(windows), 68, 3)[:, list(EXPRESSION_MOVED)]
+        return torch.cat([cond, centre.flatten(1).to(cond.dtype)], -1)
+
+    def warp(self, x: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """x [M, 3] normalised, the frames' moving landmarks [1 or M, K·3] normalised → x − Δ(x) [M, 3]."""
+        offsets = landmarks.reshape(len(landmarks), -1, 3).to(x.dtype) * self.warp_scale.to(x.dtype)   # [B, K, 3]
+        points = self.moving_points.to(x.dtype) + offsets                                               # [B, K, 3]
+        scale = self.box_half.to(x.dtype)
+        if len(landmarks) == 1:
+            d2 = torch.cdist(x * scale, points[0] * scale).square()                                     # [M, K]
+        else:
+            d2 = ((x[:, None] - points) * scale).square().sum(-1)                                       # [M, K]
+        k = torch.exp(-d2 / (2.0 * self.warp_radius ** 2))
+        moved = k @ offsets[0] if len(landmarks) == 1 else torch.einsum("mk,mkc->mc", k, offsets)      # [M, 3]
+        return x - moved / k.sum(-1, keepdim=True).clamp(min=1.0)
 
     def condition_gate(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, 3] normalised → [M, 1] in (0, 1]: how much of the condition a point reads."""
@@ -115,7 +165,11 @@ class RadNerfField(nn.Module):
         return torch.exp(-d2 / (2.0 * self.condition_radius ** 2))
 
     def geometry(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # x [M, 3] normalised, cond [1, C] (one frame's, or [M, C]) → density [M], geometry [M, G], ambient [M, 2]
+        # x [M, 3] normalised, cond [1, condition_dim] (one frame's, or [M, ·]) → density [M], geometry [M, G],
+        # ambient [M, 2]
+        if self.warp_radius is not None:
+            cond, landmarks = cond[:, :self.condition.out_dim], cond[:, self.condition.out_dim:]
+            x = self.warp(x, landmarks)
         pos = self.position_encoding(x)
         gate = self.condition_gate(x) if self.condition_radius is not None else None     # [M, 1]
         if self.attention_net is not None:
@@ -133,7 +187,7 @@ class RadNerfField(nn.Module):
 
     def forward(self, x: torch.Tensor, directions: torch.Tensor, cond: torch.Tensor,
                 latent: torch.Tensor) -> dict[str, torch.Tensor]:
-        # x, directions [M, 3]; cond [1, C]; latent [1, latent_dim] (one frame's; or [M, ·] each)
+        # x, directions [M, 3]; cond [1, condition_dim]; latent [1, latent_dim] (one frame's; or [M, ·] each)
         sigma, geo, ambient = self.geometry(x, cond)
         view = self.direction_encoding(directions)
         rgb = torch.sigmoid(mlp_with_shared_input(self.color_net, torch.cat([view, geo], -1), latent))

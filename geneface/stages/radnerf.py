@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from geneface.data.contract import IDEXP_SCALE
 from geneface.data.frames import arrays
+from geneface.data.landmarks import STD_FLOOR
 from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
@@ -75,11 +77,14 @@ class RadNerfStage(RendererStage):
             self.set_camera(cams["focal"], cams["cx"], cams["cy"], cams["height"], cams["width"])
             self.occupancy.mark_unseen(self.box, cams["c2w"].to(self.device), cams["focal"],
                                        cams["cx"], cams["cy"], cams["height"], cams["width"])
-            images = self.trainer.datamodule.images
-            mean_shape = torch.tensor(np.array(arrays(images.root)["mean_shape"], np.float32),
-                                      device=self.device)                          # [68, 3] head units
+            data = arrays(self.trainer.datamodule.images.root)
+            def tensor(name: str) -> torch.Tensor:
+                return torch.tensor(np.array(data[name], np.float32), device=self.device)      # [68, 3]
+            # landmarks at the speaker's mean expression, head units (idexp = IDEXP_SCALE·(points − mean_shape))
+            mean_points = tensor("mean_shape") + tensor("idexp_lm3d_mean") / IDEXP_SCALE
+            offset_scale = tensor("idexp_lm3d_std").clamp(min=STD_FLOOR) / IDEXP_SCALE            # per normalised unit
             box = self.box.to(self.device)
-            self.field.set_moving_points(box.normalize(mean_shape), box.half_size)
+            self.field.set_moving_points(box.normalize(mean_points), box.half_size, offset_scale / box.half_size)
 
     @property
     def box(self) -> SceneBox:
@@ -87,7 +92,7 @@ class RadNerfStage(RendererStage):
 
     # ---------------------------------------------------------------- rendering
     def condition(self, windows: torch.Tensor) -> torch.Tensor:
-        return self.field.condition(windows)                               # [B, 5, 204] → [B, C]
+        return self.field.encode(windows)                                  # [B, 5, 204] → [B, C]
 
     def render_rays(self, c2w: torch.Tensor, pixels: torch.Tensor, background: torch.Tensor,
                     cond: torch.Tensor, latent: torch.Tensor, perturb: bool = False,
