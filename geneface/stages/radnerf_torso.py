@@ -1,13 +1,13 @@
 """Stage `radnerf_torso`: the speaker's torso, rendered under a frozen RAD-NeRF head (reference §7).
 
 Each step renders the frozen head (eval mode, no grad) on the step's rays over BLACK, so its colour
-comes premultiplied with its opacity, and the 2D torso field on the same pixels. The torso learns
-C_tb = α·c + (1−α)·plate against the frame's neck and torso over the plate (exactly the head stage's
-background), plus 1e-4 · binary entropy of α; the frame is C = head_rgb + (1 − head_opacity)·C_tb.
-With `composite_loss` the loss is C against the real frame instead: where the head's edge is
-translucent (the chin, the jaw line) the torso learns the neck the real frame shows there, where the
-reference's target is the plate (its processing paints a neck in; ours labels those pixels head), so
-the plate showed through as a seam under the chin. Elsewhere the two losses agree (no head there).
+comes premultiplied with its opacity, and the 2D torso field on the same pixels; the frame is
+C = head_rgb + (1 − head_opacity)·C_tb with C_tb = α·c + (1−α)·plate. The loss (+ 1e-4 · binary
+entropy of α) is C against the real frame (`composite_loss`, the stage config's default), so where the
+head's edge is translucent (the chin, the jaw line) the torso learns the neck the frame shows there.
+The reference's loss, C_tb against the frame's neck and torso over the plate (the head stage's
+background), leaves those pixels to the plate (its processing paints a neck in; ours labels them
+head), which showed as a seam of background under the chin. Elsewhere the two agree (no head there).
 
 The head (`head_ckpt`, the radnerf stage's best.ckpt) is loaded in `setup`; a missing one stops with
 the command that trains it. It is held outside the module tree (FrozenNets): not optimised, never in
