@@ -128,7 +128,8 @@ def test_torso_learns_the_synthetic_speaker_under_a_trained_head(tmp_path):
         image, labels = images.image_and_labels(frame)
         truth = torch.from_numpy(image).float() / 255
         edge = torch.from_numpy(labels == contract.Label.HEAD) & (out["head_opacity"] < 0.5)
-        head_over_plate = out["head_rgb"] + (1 - out["head_opacity"][..., None]) * plate
+        no_torso = torch.zeros_like(out["head_opacity"])
+        head_over_plate = composite(out["head_rgb"], out["head_opacity"], no_torso, plate, plate)[0]
         errors["composite"] += ((out["rgb"] - truth) ** 2)[edge].sum().item()
         errors["plate"] += ((head_over_plate - truth) ** 2)[edge].sum().item()
     assert errors["composite"] <= 0.97 * errors["plate"], errors

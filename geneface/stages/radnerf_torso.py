@@ -37,7 +37,7 @@ class RadNerfTorsoStage(TorsoStage):
     def __init__(self, field: TorsoField, alpha_grid: AlphaGrid, optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, lr_decay_steps: int = 250_000,
                  lambda_entropy: float = 1e-4, alpha_update_interval: int = 16, render_chunk: int = 65536,
-                 val_images: int = 4, composite_loss: bool = False):
+                 val_images: int = 4, composite_loss: bool = True):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.alpha_grid, self.head_ckpt = field, alpha_grid, head_ckpt
         self.grid_lr_scale = grid_lr_scale
