@@ -81,7 +81,7 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
     _patch(monkeypatch, fake, driven=lambda split: np.zeros_like(split.landmarks))
     result = run(cfg)
 
-    assert list(result["rows"]) == ["reconstruction", "frozen", "audio_driven", "ground_truth"]
+    assert list(result["rows"]) == ["reconstruction", "frozen", "audio_driven", "ground_truth", "real_over_plate"]
     assert result["val_frames"] == [90, 100] and result["resolution"] == [128, 128]
     # the head-only renderer got each frame's own background; the real, the mean, the predicted landmarks
     assert fake.calls[0]["background"] == (10, 128, 128, 3) and fake.calls[0]["c2w"] == (10, 4, 4)
@@ -92,10 +92,12 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
         assert row["ssim_head"] == pytest.approx(1.0, abs=1e-4) and row["frames"] == 10 and row["fps"] > 0
     truth = result["rows"]["ground_truth"]
     assert truth["psnr_head"] is None and truth["fps"] is None
+    over_plate = result["rows"]["real_over_plate"]      # image columns only, none of the detector's
+    assert over_plate["psnr_full"] > 20 and over_plate["sync"] is None and over_plate["frames"] == 10
     if truth["detection_rate"] > 0:        # MediaPipe finds the synthetic face (it does today)
         assert result["rows"]["reconstruction"]["lmd_px"] == pytest.approx(0.0, abs=1e-6)
-        for row in result["rows"].values():
-            assert 0.0 <= row["sync"] <= 1.0
+        for name in ("reconstruction", "frozen", "audio_driven", "ground_truth"):
+            assert 0.0 <= result["rows"][name]["sync"] <= 1.0
         assert result["rows"]["reconstruction"]["sync"] == pytest.approx(truth["sync"], abs=1e-5)
         assert result["rows"]["reconstruction"]["aperture_r"] == pytest.approx(1.0)
     saved = json.loads(Path(cfg.out).read_text())
@@ -113,12 +115,41 @@ def test_worse_renderer_scores_worse(output_dir, monkeypatch):
     _patch(monkeypatch, fake)
     result = run(cfg)
 
-    assert list(result["rows"]) == ["reconstruction", "ground_truth"]
+    assert list(result["rows"]) == ["reconstruction", "ground_truth", "real_over_plate"]
     assert fake.calls[0]["background"] == (128, 128, 3)           # torso renderers get the plate
     row = result["rows"]["reconstruction"]
     assert row["frames"] == 8 and row["psnr_full"] < 40 and row["ssim_head"] < 0.99
     if row["detection_rate"] > 0 and result["rows"]["ground_truth"]["detection_rate"] > 0:
         assert row["lmd_px"] > 0
+
+
+def test_real_over_plate_scores_what_the_plate_costs():
+    """A known answer: half of each frame is background, and the plate is 20 levels off there, so the
+    full frame's mse is ½·20² (PSNR 10·log10(255²/200) = 25.12 dB); the head box holds no background
+    (exact), the mouth box (inside the head) neither."""
+    from types import SimpleNamespace
+
+    from geneface.data import contract
+
+    height = width = 64
+    labels = np.full((height, width), contract.Label.BACKGROUND, np.uint8)
+    labels[:, width // 2:] = contract.Label.TORSO
+    labels[8:40, 40:60] = contract.Label.HEAD
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(30, 220, (height, width, 3), dtype=np.uint8) for _ in range(3)]
+    background = rng.integers(30, 220, (height, width, 3), dtype=np.uint8)
+    for frame in frames:
+        frame[labels == contract.Label.BACKGROUND] = background[labels == contract.Label.BACKGROUND]
+    images = SimpleNamespace(image_and_labels=lambda i: (frames[i], labels), plate=background + 20,
+                             width=width, height=height)
+    split = evaluation.ValSplit(images, [0, 1, 2], np.zeros((3, 4, 4)), np.zeros((3, 68, 3)),
+                                np.zeros((6, 80)), np.tile([44, 20, 8, 8], (3, 1)))
+    row = evaluation.score_real_over_plate(split)
+    assert row["psnr_full"] == pytest.approx(10 * np.log10(255.0 ** 2 / 200.0), abs=0.01)
+    assert row["psnr_head"] == row["psnr_mouth"] == evaluation.PSNR_CAP
+    assert row["frames"] == 3 and row["lmd_px"] is None
+    table = evaluation.format_table(dict(rows={"real_over_plate": row}))
+    assert "| real-over-plate | 100.00 |" in table
 
 
 def test_missing_checkpoints_name_the_training_command(output_dir, tmp_path):

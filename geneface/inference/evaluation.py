@@ -4,7 +4,11 @@ Three rows are measured against the real val frames: *reconstruction* (the rende
 val landmarks: the renderer's own quality), *frozen* (the same cameras with every frame's landmarks
 replaced by the speaker's mean: a control that shows how much the mouth follows its condition at
 all) and *audio-driven* (the whole chain from the val audio: postnet landmarks, then the renderer). A
-fourth row scores the real frames themselves as a reference. Metric definitions: docs/evaluation.md.
+fourth row scores the real frames themselves as a reference, and a fifth, *real over plate*, the real
+frames with every pixel labelled background replaced by the plate: what the plate and the labels alone
+cost, the image scores a renderer would get that drew the labelled person exactly (on a video whose
+background moves, or whose labels miss the hair's edge, this caps the head and full-frame PSNR of every
+renderer here). Metric definitions: docs/evaluation.md.
 
 - PSNR / SSIM (torchmetrics, data range 1): on the bounding box of the pixels labelled HEAD in the
   real frame, on the mouth box (the frame's lip box grown by LIP_BOX_GROW, the region the head stage
@@ -60,7 +64,7 @@ from geneface.metrics.sync import sync_score
 from geneface.utils.checkpoints import MissingCheckpointError, load_stage, upstream_checkpoint
 from geneface.utils.progress import progress_bar
 
-ROWS = ("reconstruction", "frozen", "audio_driven", "ground_truth")
+ROWS = ("reconstruction", "frozen", "audio_driven", "ground_truth", "real_over_plate")
 COLUMNS = (("psnr_head", "PSNR head", ".2f"), ("ssim_head", "SSIM head", ".4f"),
            ("psnr_mouth", "PSNR mouth", ".2f"), ("ssim_mouth", "SSIM mouth", ".4f"),
            ("psnr_full", "PSNR full", ".2f"), ("ssim_full", "SSIM full", ".4f"), ("lmd_px", "LMD px", ".3f"),
@@ -208,6 +212,18 @@ def score_ground_truth(split: ValSplit, syncnet, progress: bool = True,
     return row, real68
 
 
+def score_real_over_plate(split: ValSplit, device: str = "cpu") -> dict:
+    """Image scores of the real frames with their background-labelled pixels replaced by the plate (no
+    face detection: the person's pixels are the real ones, so LMD, aperture and sync are the truth's)."""
+    scores = ImageScores(device)
+    for k in range(len(split.frames)):
+        image, labels = split.images.image_and_labels(split.frames[k])
+        over_plate = np.where((labels == contract.Label.BACKGROUND)[..., None], split.images.plate, image)
+        scores.update(over_plate, image, labels == contract.Label.HEAD, split.mouth_box(k))
+    return dict(**scores.compute(), lmd_px=None, aperture_r=None, sync=None, fps=None, frames=len(split.frames),
+                detection_rate=None)
+
+
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame's own neck and
     torso over the plate [T, H, W, 3], as they were trained and validated (else the torso would count
@@ -323,6 +339,7 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
     renderer = load_renderer(renderer_ckpt, device)
     rows, crops = {}, {"truth": StripCrops(split)}
     rows["ground_truth"], real68 = score_ground_truth(split, syncnet, progress, crops["truth"])
+    rows["real_over_plate"] = score_real_over_plate(split, device)
     drives = {"reconstruction": split.landmarks}
     if frozen:   # the normalised landmarks' mean is 0: every frame gets the speaker's mean face
         drives["frozen"] = np.zeros_like(split.landmarks)
@@ -351,7 +368,8 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
                 rows[name]["mouth_gain_db"] = rows[name]["psnr_mouth"] - rows["frozen"]["psnr_mouth"]
     notes = [note] if note else []
     notes += [f"{name}: a face was found in {row['detection_rate']:.0%} of the frames; LMD, aperture and sync "
-              "use only those" for name, row in rows.items() if row["detection_rate"] < 1]
+              "use only those" for name, row in rows.items()
+              if row["detection_rate"] is not None and row["detection_rate"] < 1]
     strip_path = None
     if strip is not None:
         strip_path = str(strip)
