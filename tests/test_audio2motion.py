@@ -296,6 +296,31 @@ def test_frequency_warp_moves_the_spectrum_and_leaves_the_motion():
         MotionCollator(frequency_warp=(1.2, 0.9))
 
 
+def test_spec_augment_masks_bands_with_the_clip_mean_and_leaves_the_motion():
+    from geneface.data.motion_batches import mask_bands
+
+    torch.manual_seed(0)
+    mel = torch.randn(40, 80)
+    mean = mel.mean(0)
+    masked = mask_bands(mel, bands=1, max_width=10, axis=1, generator=torch.Generator().manual_seed(1))
+    changed = (masked != mel).any(0)                                  # [80] bins that were masked
+    assert 0 < changed.sum() <= 10
+    bins = changed.nonzero().squeeze(-1)
+    assert bins.max() - bins.min() + 1 == len(bins)                   # one contiguous band
+    torch.testing.assert_close(masked[:, bins], mean[bins].expand(40, -1))   # the clip's mean, every frame
+    frames = mask_bands(mel, bands=2, max_width=5, axis=0, generator=torch.Generator().manual_seed(2))
+    rows = (frames != mel).any(1)
+    assert 0 < rows.sum() <= 10
+    torch.testing.assert_close(frames[rows], mean.expand(int(rows.sum()), -1))
+    torch.testing.assert_close(mask_bands(mel, 0, 10, axis=1), mel)
+    items = _items([16])
+    batch = MotionCollator(freq_masks=2, freq_mask_bins=8, time_masks=1, time_mask_frames=4)(items)
+    torch.testing.assert_close(batch["motion"][0, :16], items[0]["idexp_lm3d"].reshape(16, 204))
+    assert not torch.equal(batch["audio"][0, :32], items[0]["mel"].float())
+    with pytest.raises(ValueError, match="freq_masks"):
+        MotionCollator(freq_masks=-1)
+
+
 def test_the_mouth_term_is_the_lip_points_mse():
     stage = _stage(syncnet_ckpt=None, lambda_mouth=3.0)
     batch = MotionCollator()(_items([16, 24]))

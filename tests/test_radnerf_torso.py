@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 
 from geneface.nerf.encodings import GridEncoding
+from geneface.nerf.fields import FieldOutput
 from geneface.nerf.torso import (AlphaGrid, TorsoField, composite, normalized_pixels, pose_features,
                                  torso_alpha_rgb)
 from geneface.train import train
@@ -76,6 +77,37 @@ def test_torso_field_is_masked_by_the_alpha_grid_and_groups_its_learning_rates()
     groups = {g["name"]: g for g in field.param_groups(5e-4)}
     assert groups["mlp"]["lr"] == 5e-4 and groups["grid"]["lr"] == 5e-3
     assert sum(p.numel() for g in groups.values() for p in g["params"]) == sum(p.numel() for p in field.parameters())
+
+
+def test_a_head_aware_torso_reads_the_head_at_each_pixel():
+    torch.manual_seed(0)
+    field = TorsoField(GridEncoding(2, num_levels=4, desired_resolution=64), num_latents=10, head_aware=True)
+    coords = normalized_pixels(torch.tensor([[10, 10], [40, 20]]), 64, 64)
+    pose, latent = pose_features(torch.eye(4)[None]), field.latents[:1]
+    no_head = field(coords, pose, latent)
+    zeros = field(coords, pose, latent, torch.zeros(2, 4))
+    torch.testing.assert_close(no_head[FieldOutput.ALPHA], zeros[FieldOutput.ALPHA])   # None reads as no head
+    chin = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.6, 0.4, 0.3, 1.0]])                 # only pixel 1 under the head
+    seen = field(coords, pose, latent, chin)
+    assert seen[FieldOutput.RGB][0].equal(no_head[FieldOutput.RGB][0])                 # per pixel: 0 unchanged
+    assert not torch.allclose(seen[FieldOutput.RGB][1], no_head[FieldOutput.RGB][1])
+    plain = TorsoField(GridEncoding(2, num_levels=4, desired_resolution=64), num_latents=10)
+    assert not plain.head_aware and plain.head_encoder is None and plain.jaw(torch.zeros(204)) is None
+
+
+def test_a_jaw_conditioned_torso_reads_the_frames_jaw():
+    torch.manual_seed(0)
+    field = TorsoField(GridEncoding(2, num_levels=4, desired_resolution=64), num_latents=10, jaw_condition=True)
+    coords = normalized_pixels(torch.tensor([[50, 30], [60, 32]]), 64, 64)
+    pose, latent = pose_features(torch.eye(4)[None]), field.latents[:1]
+    landmarks = torch.zeros(68, 3)
+    landmarks[8, 1] = 2.0                                             # the chin, 2 std down
+    jaw = field.jaw(landmarks.reshape(204))
+    assert jaw.shape == (1, 51) and jaw[0, 8 * 3 + 1] == 2.0
+    opened, closed = field(coords, pose, latent, jaw=jaw), field(coords, pose, latent, jaw=torch.zeros(1, 51))
+    assert not torch.allclose(opened[FieldOutput.RGB], closed[FieldOutput.RGB])
+    with pytest.raises(ValueError, match="jaw"):
+        field(coords, pose, latent)
 
 
 def test_composite_puts_the_head_over_the_torso_over_the_plate():

@@ -47,6 +47,27 @@ def frequency_warp(features: torch.Tensor, factor: float) -> torch.Tensor:
     return features[..., low] * (1 - frac) + features[..., high] * frac
 
 
+def mask_bands(features: torch.Tensor, bands: int, max_width: int, axis: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """[N, F] features → a copy with `bands` random stretches of 1 to `max_width` rows (axis 0, time)
+    or bins (axis 1, frequency) set to each bin's mean over the clip (SpecAugment, Park et al. 2019).
+    The mean, not zero: after the model's per-utterance normalisation a masked stretch reads 0, a
+    silence of information rather than a loud or quiet sound."""
+    out = features.clone()
+    size = out.shape[axis]
+    if bands <= 0 or max_width <= 0 or size < 2:
+        return out
+    mean = features.float().mean(0, keepdim=True).to(features.dtype)                 # [1, F]
+    for _ in range(bands):
+        width = int(torch.randint(1, min(max_width, size - 1) + 1, (), generator=generator))
+        start = int(torch.randint(0, size - width + 1, (), generator=generator))
+        if axis == 0:
+            out[start:start + width] = mean
+        else:
+            out[:, start:start + width] = mean[:, start:start + width]
+    return out
+
+
 class MotionCollator:
     """Clips → {"motion" [B, T, 204], "audio" [B, 2T, F], "mask" [B, T], "audio_mask" [B, 2T],
     "lengths" [B], "item_id" list, "speaker_id" [B]}: T is the longest clip padded to a multiple of
@@ -56,16 +77,33 @@ class MotionCollator:
     features and its landmarks resampled together (time_stretch), so the pairing stays exact — a
     speed perturbation of the speech without its change of pitch. `frequency_warp` (lo, hi): each
     clip's mel bins are warped by a factor drawn from [lo, hi] (`frequency_warp`), another voice for
-    the same mouth. None: clips as they are."""
+    the same mouth. `freq_masks` × up to `freq_mask_bins` bins and `time_masks` × up to
+    `time_mask_frames` audio frames per clip are masked (`mask_bands`, SpecAugment), so no single band
+    or instant of one voice can carry the prediction. None / 0: clips as they are."""
 
     def __init__(self, audio_key: str = "mel", multiple: int = TIME_STRIDE,
                  tempo: tuple[float, float] | list[float] | None = None,
-                 frequency_warp: tuple[float, float] | list[float] | None = None):
+                 frequency_warp: tuple[float, float] | list[float] | None = None,
+                 freq_masks: int = 0, freq_mask_bins: int = 0, time_masks: int = 0, time_mask_frames: int = 0):
         self.audio_key, self.multiple = audio_key, multiple
         self.tempo = _range("tempo", tempo)
         self.frequency_warp = _range("frequency_warp", frequency_warp)
+        self.freq_masks, self.freq_mask_bins = int(freq_masks), int(freq_mask_bins)
+        self.time_masks, self.time_mask_frames = int(time_masks), int(time_mask_frames)
+        if min(self.freq_masks, self.freq_mask_bins, self.time_masks, self.time_mask_frames) < 0:
+            raise ValueError("freq_masks, freq_mask_bins, time_masks and time_mask_frames must be ≥ 0")
+
+    @property
+    def perturbs(self) -> bool:
+        return (self.tempo is not None or self.frequency_warp is not None
+                or self.freq_masks * self.freq_mask_bins > 0 or self.time_masks * self.time_mask_frames > 0)
 
     def _perturbed(self, item: dict) -> dict:
+        if self.freq_masks * self.freq_mask_bins > 0 or self.time_masks * self.time_mask_frames > 0:
+            features = torch.as_tensor(item[self.audio_key])
+            features = mask_bands(features, self.freq_masks, self.freq_mask_bins, axis=1)
+            features = mask_bands(features, self.time_masks, self.time_mask_frames, axis=0)
+            item = {**item, self.audio_key: features}
         if self.frequency_warp is not None:
             factor = float(torch.empty(()).uniform_(*self.frequency_warp))
             item = {**item, self.audio_key: frequency_warp(torch.as_tensor(item[self.audio_key]), factor)}
@@ -79,7 +117,7 @@ class MotionCollator:
                                              AUDIO_PER_FRAME * new)}
 
     def __call__(self, items: list[dict]) -> dict:
-        if self.tempo is not None or self.frequency_warp is not None:
+        if self.perturbs:
             items = [self._perturbed(it) for it in items]
         lengths = [min(it["idexp_lm3d"].shape[0], it[self.audio_key].shape[0] // AUDIO_PER_FRAME) for it in items]
         T = padded_frames(max(lengths), self.multiple)

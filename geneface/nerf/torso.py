@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from geneface.data.landmarks import JAW
 from geneface.nerf.encodings import FrequencyEncoding, GridEncoding
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.mlp import layer_dims, mlp, mlp_with_shared_input
@@ -45,11 +46,22 @@ def pose_features(c2w: Tensor) -> Tensor:
 
 
 class TorsoField(nn.Module):
-    """α and colour of the torso at normalised pixel positions, given the head pose and a frame code."""
+    """α and colour of the torso at normalised pixel positions, given the head pose and a frame code.
+
+    `head_aware` (GeneFace++'s torso): each pixel's rendered head colour and opacity (premultiplied rgb,
+    opacity; 4 numbers) are encoded to `head_features` and read by both nets, so the torso sees where
+    the chin and jaw are in this frame and draws the neck that shows under them, rather than one neck
+    for every mouth. A pixel without a head reading (None: the alpha cache's probe) reads zeros, which
+    training shows it half the time (the stage's `head_dropout`).
+
+    `jaw_condition`: the frame's normalised jaw landmarks (points 0–16, 51 numbers) join the pose as a
+    per-frame input, so the neck under the chin can follow the jaw (an open mouth drops the chin and
+    its shadow) for pixels the head does not cover — which a per-pixel head reading cannot tell."""
 
     def __init__(self, grid_encoding: GridEncoding, position_frequencies: int = 10, pose_frequencies: int = 4,
                  num_latents: int = 13000, latent_dim: int = 8, deform_hidden: int = 64, deform_layers: int = 3,
-                 hidden: int = 32, layers: int = 3, shrink: float = 0.8):
+                 hidden: int = 32, layers: int = 3, shrink: float = 0.8, head_aware: bool = False,
+                 head_features: int = 16, jaw_condition: bool = False):
         super().__init__()
         if grid_encoding.input_dim != 2:
             raise ValueError(f"the torso grid is 2D (image plane), got input_dim={grid_encoding.input_dim}")
@@ -57,17 +69,46 @@ class TorsoField(nn.Module):
         self.position_encoding = FrequencyEncoding(2, position_frequencies)      # 2·(1+2·10) = 42
         self.pose_encoding = FrequencyEncoding(6, pose_frequencies)               # 6·(1+2·4) = 54
         self.grid_encoding = grid_encoding                                        # 16 × 2 = 32
-        self.condition_dim = self.position_encoding.output_dim + self.pose_encoding.output_dim + latent_dim
-        self.deform_net = mlp(layer_dims(self.condition_dim, 2, deform_hidden, deform_layers))        # 104 → Δxy
-        self.canonical_net = mlp(layer_dims(grid_encoding.output_dim + self.condition_dim, 4, hidden, layers))  # → α, rgb
+        self.head_features = int(head_features) if head_aware else 0
+        # per pixel: rgb + opacity of the head → [N, head_features]
+        self.head_encoder = (mlp([4, 16, 32, self.head_features], activation="leaky_relu")
+                             if head_aware else None)
+        self.jaw_dim = 3 * len(JAW) if jaw_condition else 0
+        self.condition_dim = (self.position_encoding.output_dim + self.pose_encoding.output_dim + latent_dim
+                              + self.jaw_dim)
+        in_dim = self.condition_dim + self.head_features
+        self.deform_net = mlp(layer_dims(in_dim, 2, deform_hidden, deform_layers))                     # 104 (+16) → Δxy
+        self.canonical_net = mlp(layer_dims(grid_encoding.output_dim + in_dim, 4, hidden, layers))     # → α, rgb
         # per-training-frame codes (appearance drift, shirt folds); index 0 at test, as the reference
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 
-    def forward(self, coords: Tensor, pose: Tensor, latent: Tensor) -> dict[str, Tensor]:
-        # coords [N, 2] normalised (row, col); pose [1, 6] (pose_features); latent [1, latent_dim]
+    @property
+    def head_aware(self) -> bool:
+        return self.head_encoder is not None
+
+    def jaw(self, landmarks: Tensor) -> Tensor | None:
+        """A frame's normalised landmarks [.., 204] → what this field reads of them: [1, 51] (None unless
+        jaw_condition)."""
+        if not self.jaw_dim:
+            return None
+        return landmarks.reshape(-1, 68, 3)[:1, list(JAW)].reshape(1, -1)
+
+    def forward(self, coords: Tensor, pose: Tensor, latent: Tensor, head: Tensor | None = None,
+                jaw: Tensor | None = None) -> dict[str, Tensor]:
+        # coords [N, 2] normalised (row, col); pose [1, 6] (pose_features); latent [1, latent_dim];
+        # head [N, 4] the head's premultiplied rgb and opacity at these pixels (head_aware only; None: zeros);
+        # jaw [1, 51] (self.jaw of the frame's landmarks; jaw_condition only)
         x = coords * self.shrink
         position = self.position_encoding(x)                                    # [N, 42]
-        frame = torch.cat([self.pose_encoding(pose).to(x.dtype), latent.to(x.dtype)], -1)   # [1, 62] one frame's
+        if self.head_encoder is not None:
+            head = head if head is not None else x.new_zeros(len(x), 4)
+            position = torch.cat([position, self.head_encoder(head.to(x.dtype))], -1)   # [N, 42 + 16]
+        frame = [self.pose_encoding(pose).to(x.dtype), latent.to(x.dtype)]
+        if self.jaw_dim:
+            if jaw is None:
+                raise ValueError("this torso field reads the jaw (jaw_condition): pass the frame's jaw landmarks")
+            frame.append(jaw.to(x.dtype).reshape(1, self.jaw_dim))
+        frame = torch.cat(frame, -1)                                            # [1, 62 (+51)] one frame's
         deform = mlp_with_shared_input(self.deform_net, position, frame)        # [N, 2]
         warped = (x + deform.float()).clamp(-1.0, 1.0)
         feature = self.grid_encoding(warped)                                    # [N, 32]
@@ -149,9 +190,11 @@ class AlphaGrid(nn.Module):
 
 
 def torso_alpha_rgb(field: TorsoField, grid: AlphaGrid | None, coords: Tensor, pose: Tensor, latent: Tensor,
-                    chunk: int | None = None) -> tuple[Tensor, Tensor]:
+                    chunk: int | None = None, head: Tensor | None = None,
+                    jaw: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """α [N] and rgb [N, 3] at coords [N, 2]; the field runs only where the alpha grid allows
-    (α = 0, rgb = 0 elsewhere), in chunks of `chunk` pixels if given (inference)."""
+    (α = 0, rgb = 0 elsewhere), in chunks of `chunk` pixels if given (inference). head [N, 4]: the
+    head's rgb and opacity there, for a head-aware field; jaw [1, 51] for one with jaw_condition (TorsoField)."""
     keep = grid.occupied_at(coords) if grid is not None else torch.ones(len(coords), dtype=torch.bool,
                                                                         device=coords.device)
     idx = keep.nonzero().squeeze(-1)                                            # [M]
@@ -160,7 +203,7 @@ def torso_alpha_rgb(field: TorsoField, grid: AlphaGrid | None, coords: Tensor, p
     step = chunk or max(len(idx), 1)
     for s in range(0, len(idx), step):
         part = idx[s:s + step]
-        out = field(coords[part], pose, latent)
+        out = field(coords[part], pose, latent, None if head is None else head[part], jaw)
         alpha = alpha.index_put((part,), out[FieldOutput.ALPHA])
         rgb = rgb.index_put((part,), out[FieldOutput.RGB])
     return alpha, rgb

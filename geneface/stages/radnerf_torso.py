@@ -37,21 +37,34 @@ class RadNerfTorsoStage(TorsoStage):
     def __init__(self, field: TorsoField, alpha_grid: AlphaGrid, optimizer: Callable, head_ckpt: str | None = None,
                  lr: float = 5e-4, grid_lr_scale: float = 10.0, lr_decay_steps: int = 250_000,
                  lambda_entropy: float = 1e-4, alpha_update_interval: int = 16, render_chunk: int = 65536,
-                 val_images: int = 4, composite_loss: bool = True):
+                 val_images: int = 4, composite_loss: bool = True, head_dropout: float = 0.5):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.alpha_grid, self.head_ckpt = field, alpha_grid, head_ckpt
         self.grid_lr_scale = grid_lr_scale
         self.lambda_entropy, self.alpha_update_interval = lambda_entropy, alpha_update_interval
         self.composite_loss = composite_loss
+        if not 0.0 <= head_dropout < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout}")
+        # a head-aware field (TorsoField) trains this share of its steps without the head's reading, as
+        # the alpha cache's probe renders it (GeneFace++ drops it half the time)
+        self.head_dropout = head_dropout
 
     # ---------------------------------------------------------------- rendering
     def render_torso(self, pixels: torch.Tensor, c2w: torch.Tensor, latent_index: int | torch.Tensor = 0,
-                     chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """pixels [N, 2] (row, col), c2w [4, 4] → α [N], rgb [N, 3]."""
+                     chunk: int | None = None, head_rgb: torch.Tensor | None = None,
+                     head_opacity: torch.Tensor | None = None,
+                     window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """pixels [N, 2] (row, col), c2w [4, 4] → α [N], rgb [N, 3]. head_rgb [N, 3] (premultiplied) and
+        head_opacity [N]: the head rendered at those pixels, which a head-aware field reads; window
+        [window, 204]: the frame's landmark window, whose centre frame's jaw a jaw-conditioned field reads."""
         coords = normalized_pixels(pixels, self.height, self.width)
         pose = pose_features(c2w.reshape(1, 4, 4))                             # [1, 6]
         latent = self.field.latents[latent_index].reshape(1, -1)                # [1, L]
-        return torso_alpha_rgb(self.field, self.alpha_grid, coords, pose, latent, chunk)
+        head = None
+        if self.field.head_aware and head_rgb is not None:
+            head = torch.cat([head_rgb.reshape(-1, 3), head_opacity.reshape(-1, 1)], -1).float()   # [N, 4]
+        jaw = self.field.jaw(window[len(window) // 2]) if (window is not None and self.field.jaw_dim) else None
+        return torso_alpha_rgb(self.field, self.alpha_grid, coords, pose, latent, chunk, head, jaw)
 
     @torch.no_grad()
     def render_image(self, c2w: torch.Tensor, window: torch.Tensor, plate: torch.Tensor,
@@ -61,7 +74,8 @@ class RadNerfTorsoStage(TorsoStage):
         h, w = self.height, self.width
         c2w, plate = c2w.to(self.device), plate.to(self.device)
         head_rgb, head_opacity = self._head().render_image(c2w, window, torch.zeros_like(plate), latent_index)
-        alpha, rgb = self.render_torso(image_pixels(h, w, self.device), c2w, latent_index, self.render_chunk)
+        alpha, rgb = self.render_torso(image_pixels(h, w, self.device), c2w, latent_index, self.render_chunk,
+                                       head_rgb, head_opacity, window.to(self.device))
         frame, torso_over_plate = composite(head_rgb, head_opacity, alpha.reshape(h, w), rgb.reshape(h, w, 3), plate)
         return {"rgb": frame, "torso_over_plate": torso_over_plate, "head_rgb": head_rgb, "head_opacity": head_opacity}
 
@@ -75,12 +89,15 @@ class RadNerfTorsoStage(TorsoStage):
         if step % self.alpha_update_interval == 0:
             # this step's frame is a random training frame: its pose and code shape the cached α
             pose, latent = pose_features(c2w[None]), self.field.latents[frame][None].detach()
-            self.alpha_grid.update(lambda x: self.field(x, pose, latent)[FieldOutput.ALPHA])
+            jaw = self.field.jaw(batch["window"][len(batch["window"]) // 2])
+            self.alpha_grid.update(lambda x: self.field(x, pose, latent, jaw=jaw)[FieldOutput.ALPHA])
         head = self._head()
         with torch.no_grad():                   # the frame's own head code, as when the head trained
             out = head.render_rays(c2w, pixels, torch.zeros_like(batch["rgb"]),
                                    head.condition(batch["window"][None]), head.field.latents[frame][None])
-        alpha, rgb = self.render_torso(pixels, c2w, frame)
+        sees_head = self.field.head_aware and float(torch.rand(())) >= self.head_dropout
+        alpha, rgb = self.render_torso(pixels, c2w, frame, head_rgb=out.rgb if sees_head else None,
+                                       head_opacity=out.opacity if sees_head else None, window=batch["window"])
         plate = self.plate[pixels[:, 0], pixels[:, 1]]                        # [N, 3]
         frame_rgb, torso_over_plate = composite(out.rgb.float(), out.opacity.float(), alpha, rgb, plate)
         if self.composite_loss:                 # the whole frame against the real one (module docstring)
