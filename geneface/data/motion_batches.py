@@ -94,12 +94,15 @@ class MotionCollator:
             raise ValueError("freq_masks, freq_mask_bins, time_masks and time_mask_frames must be ≥ 0")
 
     @property
+    def masks_bands(self) -> bool:
+        return self.freq_masks * self.freq_mask_bins > 0 or self.time_masks * self.time_mask_frames > 0
+
+    @property
     def perturbs(self) -> bool:
-        return (self.tempo is not None or self.frequency_warp is not None
-                or self.freq_masks * self.freq_mask_bins > 0 or self.time_masks * self.time_mask_frames > 0)
+        return self.tempo is not None or self.frequency_warp is not None or self.masks_bands
 
     def _perturbed(self, item: dict) -> dict:
-        if self.freq_masks * self.freq_mask_bins > 0 or self.time_masks * self.time_mask_frames > 0:
+        if self.masks_bands:
             features = torch.as_tensor(item[self.audio_key])
             features = mask_bands(features, self.freq_masks, self.freq_mask_bins, axis=1)
             features = mask_bands(features, self.time_masks, self.time_mask_frames, axis=0)

@@ -86,18 +86,19 @@ class TorsoField(nn.Module):
     def head_aware(self) -> bool:
         return self.head_encoder is not None
 
-    def jaw(self, landmarks: Tensor) -> Tensor | None:
-        """A frame's normalised landmarks [.., 204] → what this field reads of them: [1, 51] (None unless
-        jaw_condition)."""
+    def jaw(self, window: Tensor) -> Tensor | None:
+        """A landmark window [W, 204] (normalised; or one frame's [204]) → what this field reads of it: its
+        centre frame's jaw [1, 51] (None unless jaw_condition)."""
         if not self.jaw_dim:
             return None
-        return landmarks.reshape(-1, 68, 3)[:1, list(JAW)].reshape(1, -1)
+        frames = window.reshape(-1, 68, 3)
+        return frames[len(frames) // 2, list(JAW)].reshape(1, -1)
 
     def forward(self, coords: Tensor, pose: Tensor, latent: Tensor, head: Tensor | None = None,
                 jaw: Tensor | None = None) -> dict[str, Tensor]:
         # coords [N, 2] normalised (row, col); pose [1, 6] (pose_features); latent [1, latent_dim];
         # head [N, 4] the head's premultiplied rgb and opacity at these pixels (head_aware only; None: zeros);
-        # jaw [1, 51] (self.jaw of the frame's landmarks; jaw_condition only)
+        # jaw [1, 51] (self.jaw of the frame's landmark window; jaw_condition only)
         x = coords * self.shrink
         position = self.position_encoding(x)                                    # [N, 42]
         if self.head_encoder is not None:

@@ -56,14 +56,14 @@ class RadNerfTorsoStage(TorsoStage):
                      window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels [N, 2] (row, col), c2w [4, 4] → α [N], rgb [N, 3]. head_rgb [N, 3] (premultiplied) and
         head_opacity [N]: the head rendered at those pixels, which a head-aware field reads; window
-        [window, 204]: the frame's landmark window, whose centre frame's jaw a jaw-conditioned field reads."""
+        [window, 204]: the frame's landmark window, which a jaw-conditioned field reads (TorsoField.jaw)."""
         coords = normalized_pixels(pixels, self.height, self.width)
         pose = pose_features(c2w.reshape(1, 4, 4))                             # [1, 6]
         latent = self.field.latents[latent_index].reshape(1, -1)                # [1, L]
         head = None
         if self.field.head_aware and head_rgb is not None:
             head = torch.cat([head_rgb.reshape(-1, 3), head_opacity.reshape(-1, 1)], -1).float()   # [N, 4]
-        jaw = self.field.jaw(window[len(window) // 2]) if (window is not None and self.field.jaw_dim) else None
+        jaw = self.field.jaw(window) if window is not None else None
         return torso_alpha_rgb(self.field, self.alpha_grid, coords, pose, latent, chunk, head, jaw)
 
     @torch.no_grad()
@@ -89,7 +89,7 @@ class RadNerfTorsoStage(TorsoStage):
         if step % self.alpha_update_interval == 0:
             # this step's frame is a random training frame: its pose and code shape the cached α
             pose, latent = pose_features(c2w[None]), self.field.latents[frame][None].detach()
-            jaw = self.field.jaw(batch["window"][len(batch["window"]) // 2])
+            jaw = self.field.jaw(batch["window"])
             self.alpha_grid.update(lambda x: self.field(x, pose, latent, jaw=jaw)[FieldOutput.ALPHA])
         head = self._head()
         with torch.no_grad():                   # the frame's own head code, as when the head trained
