@@ -2,7 +2,8 @@
 
 Audio → landmarks with the speaker's selected postnet checkpoint (it carries its frozen VAE), the
 reference's normalisation, per-region clamp and smoothing → the speaker's renderer (head + torso by
-default) over the background along the training video's smoothed camera path → an mp4 with the
+default) over the background along the training video's smoothed camera path (or the head alone
+pasted back into the speaker's own frames: background=video) → an mp4 with the
 audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
 """
 
@@ -18,7 +19,7 @@ from omegaconf import DictConfig
 
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp
 from geneface.inference.renderer import load_renderer
-from geneface.inference.talking_head import render_video, renderer_stage
+from geneface.inference.talking_head import VIDEO, render_video, renderer_stage
 from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, upstream_checkpoint
 from geneface.utils.cli import check_choices, require_speaker_kind
@@ -34,8 +35,13 @@ def resolve_audio(wav: str, data_dir: str) -> Path:
     raise FileNotFoundError(f"audio {wav!r} not found (looked at {wav} and {data_dir}/raw/val_wavs/{wav})")
 
 
+def head_only(cfg: DictConfig) -> bool:
+    """background=video pastes the head alone into the speaker's frames (their torso is real)."""
+    return bool(cfg.head_only) or str(cfg.background) == VIDEO
+
+
 def renderer_checkpoint(cfg: DictConfig) -> Path:
-    stage = renderer_stage(cfg.renderer, cfg.head_only)
+    stage = renderer_stage(cfg.renderer, head_only(cfg))
     path = cfg.renderer_ckpt or Path(cfg.paths.output_dir) / cfg.speaker.name / stage / "best.ckpt"
     return upstream_checkpoint(path)     # missing: names the training command
 
@@ -60,7 +66,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     save_npy(outputs["lm3d_normalized"], normalised)
     if render_ckpt is not None:
         renderer = load_renderer(render_ckpt, cfg.device)
-        stage = renderer_stage(cfg.renderer, cfg.head_only)
+        stage = renderer_stage(cfg.renderer, head_only(cfg))
         outputs["video"] = out_dir / f"{audio_path.stem}_{stage}.mp4"
         with temporary_dir_beside(outputs["video"]) as tmp:
             wav16k = Path(tmp) / "audio.wav"                           # exactly T·640 samples at 16 kHz

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from geneface.data import contract
+from geneface.data.frames import SpeakerFrames, head_removed
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.talking_head import background_image, render_video, renderer_stage
 from geneface.media.audio import write_wav
@@ -17,14 +19,14 @@ class RecordingRenderer:
 
     needs_audio, draws_torso = False, True
 
-    def __init__(self, height: int, width: int):
-        self.height, self.width = height, width
+    def __init__(self, height: int, width: int, draws_torso: bool = True):
+        self.height, self.width, self.draws_torso = height, width, draws_torso
         self.calls: dict = {}
 
     def render_frames(self, c2w, landmarks, background, audio_features=None):
         self.calls = {"c2w": c2w, "landmarks": landmarks, "background": background}
         for i in range(len(landmarks)):
-            frame = background.copy()
+            frame = np.array(background[i] if np.ndim(background) == 4 else background)
             frame[:8, :8] = (min(5 * i, 255), 0, 0)
             yield frame
 
@@ -65,8 +67,48 @@ def test_background_options(speaker, tmp_path):
     cv2.imwrite(str(tmp_path / "bg.png"), np.full((20, 30, 3), (0, 0, 255), np.uint8))   # BGR red
     image = background_image(str(tmp_path / "bg.png"), plate)
     assert image.shape == plate.shape and image[0, 0].tolist() == [255, 0, 0]
-    with pytest.raises(ValueError, match="neither 'plate', a colour"):
+    with pytest.raises(ValueError, match="neither 'plate', 'video', a colour"):
         background_image("mauve-ish", plate)
+
+
+def test_video_background_pastes_the_head_into_the_source_frames(speaker, tmp_path):
+    frames, source = SpeakerFrames(speaker), SpeakerImages(speaker).c2w.numpy()   # 30 frames
+    plate = frames.background()
+    num_frames = 35                                         # past the video's end: back and forth
+    write_wav(tmp_path / "a.wav", 0.2 * np.sin(np.arange(num_frames * 640) / 10.0))
+    renderer = RecordingRenderer(64, 64, draws_torso=False)
+    out = render_video(renderer, speaker, np.zeros((num_frames, 68, 3), np.float32), tmp_path / "a.wav",
+                       tmp_path / "v.mp4", background="video", pose_window=7)
+    assert probe_video(out).num_frames_25fps == num_frames
+    np.testing.assert_array_equal(renderer.calls["c2w"][31], source[27])   # its own camera, not smoothed
+    backdrop = renderer.calls["background"]
+    assert backdrop.shape == (num_frames, 64, 64, 3)
+    image, labels = frames.image(27), frames.labels(27)
+    head = labels == contract.Label.HEAD
+    assert head.any() and (~head).any()
+    np.testing.assert_array_equal(backdrop[31], head_removed(image, labels, plate))
+    assert (backdrop[31][head] != image[head]).any(axis=-1).mean() > 0.9    # no second head under it
+    np.testing.assert_array_equal(backdrop[31][~head], image[~head])       # the frame's torso and background
+    with pytest.raises(ValueError, match="head-only renderer"):            # a torso over a real torso
+        render_video(RecordingRenderer(64, 64), speaker, np.zeros((5, 68, 3)), tmp_path / "a.wav",
+                     tmp_path / "t.mp4", background="video")
+    assert not (tmp_path / "t.mp4").exists()
+
+
+def test_head_removed_continues_the_neck_under_the_chin_and_the_plate_elsewhere():
+    labels = np.zeros((20, 20), np.uint8)
+    labels[2:12, 5:15] = contract.Label.HEAD                 # a head 10 rows tall: the fill reaches 2 rows
+    labels[12:16, 8:12] = contract.Label.NECK
+    labels[16:] = contract.Label.TORSO
+    rng = np.random.default_rng(0)
+    image, plate = rng.integers(0, 256, (2, 20, 20, 3), dtype=np.uint8)
+    out = head_removed(image, labels, plate)
+    np.testing.assert_array_equal(out[10:12, 8:12], np.broadcast_to(image[12, 8:12], (2, 4, 3)))   # the neck, up
+    np.testing.assert_array_equal(out[2:10, 5:15], plate[2:10, 5:15])    # beyond its reach: the plate
+    np.testing.assert_array_equal(out[10:12, 5:8], plate[10:12, 5:8])    # no neck below: the plate
+    np.testing.assert_array_equal(out[labels != contract.Label.HEAD], image[labels != contract.Label.HEAD])
+    no_neck = np.where(labels == contract.Label.NECK, contract.Label.TORSO, labels)
+    np.testing.assert_array_equal(head_removed(image, no_neck, plate)[2:12, 5:15], plate[2:12, 5:15])
 
 
 def test_renderer_choice_and_size_mismatch(speaker, tmp_path):

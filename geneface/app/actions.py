@@ -21,7 +21,7 @@ from geneface.utils.checkpoints import MissingCheckpointError
 
 CONFIG_DIR = Path(os.environ.get("GENEFACE_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BACKGROUNDS = ("plate", "white", "black", "green")
+BACKGROUNDS = ("plate", "video", "white", "black", "green")
 
 
 class UserError(Exception):

@@ -59,9 +59,10 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
                                      label="audio (any format ffmpeg reads)")
                     with gr.Accordion("options", open=False):
                         renderer = gr.Dropdown(["radnerf_torso", "radnerf"], value="radnerf_torso", label="renderer",
-                                               info="radnerf: the head over each frame's own torso")
+                                               info="radnerf: the head alone (background=video: in your own frames)")
                         background = gr.Dropdown(list(BACKGROUNDS), value="plate", label="background",
-                                                 allow_custom_value=True, info="plate, a colour, '#rrggbb'")
+                                                 allow_custom_value=True,
+                                                 info="plate, video (the head in your own frames), a colour, '#rrggbb'")
                         seconds = gr.Number(value=None, label="preview seconds (empty: all of it)", minimum=0)
                         device = gr.Dropdown(_devices(), value=_devices()[0], label="device")
                     go = gr.Button("Render", variant="primary")

@@ -23,6 +23,37 @@ def _read_dataset_rgb(path: Path) -> np.ndarray:
     return read_rgb(path, hint=f"check the dataset with `python -m geneface.data.check {root}`")
 
 
+# How far above the top of a column's neck head pixels take the neck's colour, as a share of the head's
+# height (head_removed): enough for the chin of a source frame whose mouth was open (on cnn2 the fill
+# reaches the lower lip, which the rendered head covers), short of the hair, for which the plate stands.
+NECK_FILL_HEIGHT = 0.2
+
+
+def head_removed(image: np.ndarray, labels: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    """A frame [H, W, 3] with the pixels its labels [H, W] call head replaced: by the colour of the neck's
+    top pixel in the same column for up to NECK_FILL_HEIGHT of the head's height above it, elsewhere by
+    the plate [H, W, 3].
+
+    Why: a head rendered over it is pasted back into the speaker's own video (its real neck, torso and
+    background stay; inference's background=video, evaluation of head-only renderers). Where the
+    rendered chin ends above the source frame's (a closed mouth over a frame whose mouth was open),
+    the neck continues up under it, not the plate's background (a crescent of wall under the chin), nor
+    the source's own chin (a second chin)."""
+    head = labels == contract.Label.HEAD                                  # [H, W]
+    out = np.where(head[..., None], plate, image)
+    neck = labels == contract.Label.NECK
+    rows_with_head = np.flatnonzero(head.any(1))
+    if not neck.any() or rows_with_head.size == 0:
+        return out
+    reach = NECK_FILL_HEIGHT * (rows_with_head[-1] - rows_with_head[0] + 1)
+    top = np.argmax(neck, axis=0)                                         # [W] first neck row per column
+    rows = np.arange(len(labels))[:, None]                                # [H, 1]
+    fill = head & neck.any(0)[None] & (rows < top[None]) & (rows >= top[None] - reach)
+    columns = np.nonzero(fill)[1]
+    out[fill] = image[top[columns], columns]
+    return out
+
+
 class SpeakerFrames(Dataset):
     """The frames, per-pixel labels and background plate of one speaker, read on demand.
 
@@ -72,6 +103,10 @@ class SpeakerFrames(Dataset):
     def background(self) -> np.ndarray:
         """The background plate as uint8 [H, W, 3] RGB."""
         return _read_dataset_rgb(self.root / contract.SPEAKER_BACKGROUND)
+
+    def without_head(self, i: int, plate: np.ndarray) -> np.ndarray:
+        """Frame i with its head replaced by `plate` (head_removed): uint8 [H, W, 3]."""
+        return head_removed(self.image(i), self.labels(i), plate)
 
     def __getitem__(self, i: int) -> dict:
         i = self._index(i)

@@ -48,7 +48,7 @@ import torch
 
 from geneface.data import contract
 from geneface.data.boxes import LIP_BOX_GROW, grown_box
-from geneface.data.frames import arrays, val_indices
+from geneface.data.frames import arrays, head_removed, val_indices
 from geneface.data.contract import IDEXP_SCALE
 from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
 from geneface.data.landmarks import mouth_points as lip_points
@@ -225,12 +225,12 @@ def score_real_over_plate(split: ValSplit, device: str = "cpu") -> dict:
 
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
-    """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame's own neck and
-    torso over the plate [T, H, W, 3], as they were trained and validated (else the torso would count
-    as their error)."""
+    """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame with its head
+    pixels replaced by the plate [T, H, W, 3] (head_removed): pasted back into the video, as
+    `geneface.infer background=video` shows them, so the torso and background are not their error."""
     if renderer.draws_torso:
         return split.images.plate
-    return np.stack([split.images.head_background(*split.images.image_and_labels(i)) for i in split.frames])
+    return np.stack([head_removed(*split.images.image_and_labels(i), split.images.plate) for i in split.frames])
 
 
 def open_and_closed(split: ValSplit) -> tuple[np.ndarray, int]:

@@ -2,6 +2,9 @@
 
 The camera path is the training video's poses (train + val, in order), smoothed, and run back and
 forth when the audio is longer than the video, so any length works (the original ran off the end).
+With background=video a head-only renderer is pasted back into the speaker's own video instead: each
+output frame is drawn over the source frame its camera comes from (SourceVideo), so the torso and the
+background are the video's own, not a rendered torso over a still plate.
 """
 
 from __future__ import annotations
@@ -13,12 +16,35 @@ import cv2
 import numpy as np
 
 from geneface.data.frames import SpeakerFrames, arrays
-from geneface.inference.camera_path import driving_cameras
+from geneface.inference.camera_path import driving_cameras, loop_indices
 from geneface.inference.renderer import FrameRenderer
 from geneface.media.mp4 import write_mp4
 
 HEAD_STAGE = {"radnerf_torso": "radnerf", "nerf_torso": "nerf"}   # head_only: the torso stage's head
 COLOURS = {"white": (255, 255, 255), "black": (0, 0, 0), "green": (0, 177, 64)}
+VIDEO = "video"              # background=video: paste the head back into the speaker's own frames
+
+
+class SourceVideo:
+    """The backgrounds of a pasted-back video, decoded one at a time as the renderer asks: output frame
+    k → source frame indices[k] with its head replaced by the plate (geneface.data.frames.head_removed).
+    Array-like enough for render_frames (ndim, shape, len, [k]); all of them at once would be 0.8 MB a
+    frame at 512², 1.2 GB a minute."""
+
+    ndim = 4
+
+    def __init__(self, frames: SpeakerFrames, indices: np.ndarray):
+        self.frames, self.indices, self.plate = frames, np.asarray(indices), frames.background()
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.indices), self.frames.height, self.frames.width, 3)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.frames.without_head(int(self.indices[k]), self.plate)     # [H, W, 3] uint8
 
 
 def renderer_stage(renderer: str, head_only: bool) -> str:
@@ -29,7 +55,7 @@ def renderer_stage(renderer: str, head_only: bool) -> str:
 
 def background_image(spec: str, plate: np.ndarray) -> np.ndarray:
     """`plate` (the speaker's background plate), a colour name, `#rrggbb`, or an image file (resized
-    to the video's size) → uint8 [H, W, 3] RGB."""
+    to the video's size) → uint8 [H, W, 3] RGB. (`video` is not one image: render_video.)"""
     h, w = plate.shape[:2]
     spec = str(spec)
     if spec == "plate":
@@ -42,23 +68,35 @@ def background_image(spec: str, plate: np.ndarray) -> np.ndarray:
     path = Path(spec)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
     if image is None:
-        raise ValueError(f"background {spec!r} is neither 'plate', a colour ({', '.join(COLOURS)}, #rrggbb) "
-                         f"nor a readable image file")
+        raise ValueError(f"background {spec!r} is neither 'plate', 'video', a colour ({', '.join(COLOURS)}, "
+                         f"#rrggbb) nor a readable image file")
     return cv2.cvtColor(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
 
 
 def render_video(renderer: FrameRenderer, speaker_root: str | Path, landmarks: np.ndarray, audio: Path,
                  out: Path, background: str = "plate", pose_window: int = 7,
                  audio_features: np.ndarray | None = None) -> Path:
-    """Normalised landmarks [T, 68, 3] → `out` (h264 + aac, 25 fps, T frames), written atomically."""
+    """Normalised landmarks [T, 68, 3] → `out` (h264 + aac, 25 fps, T frames), written atomically.
+
+    background=video: a head-only renderer over the source frames (SourceVideo), each at that frame's
+    own tracked camera, unsmoothed (pose_window is not used), so the head sits on the neck it was
+    tracked on; smoothing would slide it off by the tracking noise the video's torso still has."""
     frames = SpeakerFrames(speaker_root)
     if (frames.height, frames.width) != (renderer.height, renderer.width):
         raise ValueError(f"the renderer was trained at {renderer.width}×{renderer.height} but {speaker_root} "
                          f"is {frames.width}×{frames.height}: pass the speaker it was trained on")
-    cameras = driving_cameras(np.asarray(arrays(speaker_root)["c2w"], np.float32), len(landmarks), pose_window)
     if renderer.needs_audio and audio_features is None:
         raise ValueError("this renderer is conditioned on audio: pass audio_features (the driving mel [2T, 80])")
-    stream = renderer.render_frames(cameras, landmarks, background_image(background, frames.background()),
-                                    audio_features=audio_features)
+    source_c2w = np.asarray(arrays(speaker_root)["c2w"], np.float32)
+    if str(background) == VIDEO:
+        if renderer.draws_torso:
+            raise ValueError("background=video pastes a head into the speaker's own frames, whose torso is real: "
+                             "pass a head-only renderer (infer: renderer=radnerf, or head_only=true)")
+        indices = loop_indices(len(source_c2w), len(landmarks))
+        cameras, backdrop = source_c2w[indices], SourceVideo(frames, indices)
+    else:
+        cameras = driving_cameras(source_c2w, len(landmarks), pose_window)
+        backdrop = background_image(background, frames.background())
+    stream = renderer.render_frames(cameras, landmarks, backdrop, audio_features=audio_features)
     return write_mp4(stream, out, width=renderer.width, height=renderer.height, audio=audio,
                      total=len(landmarks), desc="render")
