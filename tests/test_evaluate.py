@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from geneface.data.frames import SpeakerFrames
+from geneface.data.frames import SpeakerFrames, head_removed
 from geneface.inference import evaluation
 from geneface.models.syncnet import SyncNet
 from geneface.utils.checkpoints import MissingCheckpointError
@@ -49,6 +49,7 @@ class FakeHead:
 
     def render_frames(self, c2w, landmarks, background, audio_features=None):
         self.calls.append(dict(c2w=c2w.shape, landmarks=landmarks.copy(), background=background.shape,
+                               first_background=np.array(background[0] if np.ndim(background) == 4 else background),
                                audio_features=audio_features))
         first, count = int(self.frames.meta["num_train"]), len(c2w)
         for k in range(count):
@@ -85,6 +86,9 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
     assert result["val_frames"] == [90, 100] and result["resolution"] == [128, 128]
     # the head-only renderer got each frame's own background; the real, the mean, the predicted landmarks
     assert fake.calls[0]["background"] == (10, 128, 128, 3) and fake.calls[0]["c2w"] == (10, 4, 4)
+    frames, first = SpeakerFrames(cfg.speaker.root), result["val_frames"][0]    # pasted back into the video
+    np.testing.assert_array_equal(fake.calls[0]["first_background"],
+                                  head_removed(frames.image(first), frames.labels(first), frames.background()))
     assert np.abs(fake.calls[0]["landmarks"]).sum() > 0 and not fake.calls[1]["landmarks"].any()
     for name in ("reconstruction", "frozen", "audio_driven"):
         row = result["rows"][name]
