@@ -226,7 +226,7 @@ def score_real_over_plate(split: ValSplit, device: str = "cpu") -> dict:
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame with its head
-    pixels replaced by the plate [T, H, W, 3] (head_removed): pasted back into the video, as
+    pixels replaced [T, H, W, 3] (head_removed: the neck under the chin, the plate elsewhere): pasted back into the video, as
     `geneface.infer background=video` shows them, so the torso and background are not their error."""
     if renderer.draws_torso:
         return split.images.plate

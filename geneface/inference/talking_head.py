@@ -27,7 +27,7 @@ VIDEO = "video"              # background=video: paste the head back into the sp
 
 class SourceVideo:
     """The backgrounds of a pasted-back video, decoded one at a time as the renderer asks: output frame
-    k → source frame indices[k] with its head replaced by the plate (geneface.data.frames.head_removed).
+    k → source frame indices[k] with its head replaced (geneface.data.frames.head_removed).
     Array-like enough for render_frames (ndim, shape, len, [k]); all of them at once would be 0.8 MB a
     frame at 512², 1.2 GB a minute."""
 
