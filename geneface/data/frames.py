@@ -104,11 +104,6 @@ class SpeakerFrames(Dataset):
         """The background plate as uint8 [H, W, 3] RGB."""
         return _read_dataset_rgb(self.root / contract.SPEAKER_BACKGROUND)
 
-    def without_head(self, i: int, plate: np.ndarray) -> np.ndarray:
-        """Frame i with its head pixels replaced (head_removed: the neck under the chin, else `plate`): uint8
-        [H, W, 3]."""
-        return head_removed(self.image(i), self.labels(i), plate)
-
     def __getitem__(self, i: int) -> dict:
         i = self._index(i)
         return {"index": i, "image": self.image(i), "labels": self.labels(i)}

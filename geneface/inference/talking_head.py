@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from geneface.data.frames import SpeakerFrames, arrays
+from geneface.data.frames import SpeakerFrames, arrays, head_removed
 from geneface.inference.camera_path import driving_cameras, loop_indices
 from geneface.inference.renderer import FrameRenderer
 from geneface.media.mp4 import write_mp4
@@ -44,7 +44,8 @@ class SourceVideo:
         return len(self.indices)
 
     def __getitem__(self, k: int) -> np.ndarray:
-        return self.frames.without_head(int(self.indices[k]), self.plate)     # [H, W, 3] uint8
+        i = int(self.indices[k])
+        return head_removed(self.frames.image(i), self.frames.labels(i), self.plate)   # [H, W, 3] uint8
 
 
 def renderer_stage(renderer: str, head_only: bool) -> str:

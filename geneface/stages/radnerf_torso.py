@@ -53,17 +53,16 @@ class RadNerfTorsoStage(TorsoStage):
     def render_torso(self, pixels: torch.Tensor, c2w: torch.Tensor, latent_index: int | torch.Tensor = 0,
                      chunk: int | None = None, head_rgb: torch.Tensor | None = None,
                      head_opacity: torch.Tensor | None = None,
-                     window: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     jaw: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """pixels [N, 2] (row, col), c2w [4, 4] → α [N], rgb [N, 3]. head_rgb [N, 3] (premultiplied) and
-        head_opacity [N]: the head rendered at those pixels, which a head-aware field reads; window
-        [window, 204]: the frame's landmark window, which a jaw-conditioned field reads (TorsoField.jaw)."""
+        head_opacity [N]: the head rendered at those pixels, which a head-aware field reads; jaw [1, 51]:
+        TorsoField.jaw of the frame's landmark window, which a jaw-conditioned field reads."""
         coords = normalized_pixels(pixels, self.height, self.width)
         pose = pose_features(c2w.reshape(1, 4, 4))                             # [1, 6]
         latent = self.field.latents[latent_index].reshape(1, -1)                # [1, L]
         head = None
         if self.field.head_aware and head_rgb is not None:
             head = torch.cat([head_rgb.reshape(-1, 3), head_opacity.reshape(-1, 1)], -1).float()   # [N, 4]
-        jaw = self.field.jaw(window) if window is not None else None
         return torso_alpha_rgb(self.field, self.alpha_grid, coords, pose, latent, chunk, head, jaw)
 
     @torch.no_grad()
@@ -75,7 +74,7 @@ class RadNerfTorsoStage(TorsoStage):
         c2w, plate = c2w.to(self.device), plate.to(self.device)
         head_rgb, head_opacity = self._head().render_image(c2w, window, torch.zeros_like(plate), latent_index)
         alpha, rgb = self.render_torso(image_pixels(h, w, self.device), c2w, latent_index, self.render_chunk,
-                                       head_rgb, head_opacity, window.to(self.device))
+                                       head_rgb, head_opacity, self.field.jaw(window.to(self.device)))
         frame, torso_over_plate = composite(head_rgb, head_opacity, alpha.reshape(h, w), rgb.reshape(h, w, 3), plate)
         return {"rgb": frame, "torso_over_plate": torso_over_plate, "head_rgb": head_rgb, "head_opacity": head_opacity}
 
@@ -86,10 +85,10 @@ class RadNerfTorsoStage(TorsoStage):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         step, frame, pixels, c2w = self.global_step, batch["frame"], batch["pixels"], batch["c2w"]
+        jaw = self.field.jaw(batch["window"])                                  # [1, 51] or None
         if step % self.alpha_update_interval == 0:
             # this step's frame is a random training frame: its pose and code shape the cached α
             pose, latent = pose_features(c2w[None]), self.field.latents[frame][None].detach()
-            jaw = self.field.jaw(batch["window"])
             self.alpha_grid.update(lambda x: self.field(x, pose, latent, jaw=jaw)[FieldOutput.ALPHA])
         head = self._head()
         with torch.no_grad():                   # the frame's own head code, as when the head trained
@@ -97,7 +96,7 @@ class RadNerfTorsoStage(TorsoStage):
                                    head.condition(batch["window"][None]), head.field.latents[frame][None])
         sees_head = self.field.head_aware and float(torch.rand(())) >= self.head_dropout
         alpha, rgb = self.render_torso(pixels, c2w, frame, head_rgb=out.rgb if sees_head else None,
-                                       head_opacity=out.opacity if sees_head else None, window=batch["window"])
+                                       head_opacity=out.opacity if sees_head else None, jaw=jaw)
         plate = self.plate[pixels[:, 0], pixels[:, 1]]                        # [N, 3]
         frame_rgb, torso_over_plate = composite(out.rgb.float(), out.opacity.float(), alpha, rgb, plate)
         if self.composite_loss:                 # the whole frame against the real one (module docstring)
