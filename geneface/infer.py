@@ -1,10 +1,9 @@
 """Inference entry point: `python -m geneface.infer speaker=<speaker> wav=<file>`.
 
 Audio → landmarks with the speaker's selected postnet checkpoint (it carries its frozen VAE), the
-reference's normalisation, per-region clamp and smoothing → the speaker's renderer (head + torso by
-default) over the background along the training video's smoothed camera path (or the head alone
-pasted back into the speaker's own frames: background=video) → an mp4 with the
-audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
+reference's normalisation, per-region clamp and smoothing → the speaker's head renderer pasted back into
+the speaker's own frames (background=auto → video; or head + torso over a backdrop along the training
+video's smoothed camera path: renderer=radnerf_torso) → an mp4 with the audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from omegaconf import DictConfig
 
 from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp
 from geneface.inference.renderer import load_renderer
-from geneface.inference.talking_head import VIDEO, render_video, renderer_stage
+from geneface.inference.talking_head import VIDEO, render_video, renderer_stage, resolve_background
 from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, upstream_checkpoint
 from geneface.utils.cli import check_choices, require_speaker_kind
@@ -35,13 +34,15 @@ def resolve_audio(wav: str, data_dir: str) -> Path:
     raise FileNotFoundError(f"audio {wav!r} not found (looked at {wav} and {data_dir}/raw/val_wavs/{wav})")
 
 
-def head_only(cfg: DictConfig) -> bool:
-    """background=video pastes the head alone into the speaker's frames (their torso is real)."""
-    return bool(cfg.head_only) or str(cfg.background) == VIDEO
+def render_plan(cfg: DictConfig) -> tuple[str, str]:
+    """(the stage that renders, the background): background=video renders the head alone (the
+    speaker's frames have their real torso), and background=auto follows the stage (resolve_background)."""
+    stage = renderer_stage(cfg.renderer, bool(cfg.head_only) or str(cfg.background) == VIDEO)
+    return stage, resolve_background(cfg.background, stage)
 
 
 def renderer_checkpoint(cfg: DictConfig) -> Path:
-    stage = renderer_stage(cfg.renderer, head_only(cfg))
+    stage, _ = render_plan(cfg)
     path = cfg.renderer_ckpt or Path(cfg.paths.output_dir) / cfg.speaker.name / stage / "best.ckpt"
     return upstream_checkpoint(path)     # missing: names the training command
 
@@ -66,12 +67,12 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     save_npy(outputs["lm3d_normalized"], normalised)
     if render_ckpt is not None:
         renderer = load_renderer(render_ckpt, cfg.device)
-        stage = renderer_stage(cfg.renderer, head_only(cfg))
+        stage, background = render_plan(cfg)
         outputs["video"] = out_dir / f"{audio_path.stem}_{stage}.mp4"
         with temporary_dir_beside(outputs["video"]) as tmp:
             wav16k = Path(tmp) / "audio.wav"                           # exactly T·640 samples at 16 kHz
             write_wav(wav16k, wave)
-            render_video(renderer, stats_root, normalised, wav16k, outputs["video"], background=cfg.background,
+            render_video(renderer, stats_root, normalised, wav16k, outputs["video"], background=background,
                          pose_window=cfg.pose_smoothing, audio_features=mel)
     return outputs
 

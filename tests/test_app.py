@@ -57,8 +57,8 @@ def test_audio_in_gives_an_mp4_of_that_audio_out(app_url, tmp_path):
     t = np.arange(int(seconds * 16000)) / 16000
     write_wav(tmp_path / "speech.wav", 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2)
     client = gradio_client.Client(app_url, verbose=False)
-    result = client.predict("demo", gradio_client.handle_file(str(tmp_path / "speech.wav")), "radnerf_torso",
-                            "plate", 0, "cpu", api_name="/speak")
+    result = client.predict("demo", gradio_client.handle_file(str(tmp_path / "speech.wav")), "radnerf",
+                            "auto", 0, "cpu", api_name="/speak")      # the head in the speaker's own frames
     video = result["video"] if isinstance(result, dict) else result
     info = probe_video(video)
     assert info.has_audio and abs(info.duration_s - seconds) < 0.1 and info.width == 64
@@ -69,11 +69,11 @@ def test_bad_or_no_audio_gives_a_readable_error(app_url, tmp_path):
     (tmp_path / "notes.wav").write_text("these are my notes, not audio")
     client = gradio_client.Client(app_url, verbose=False)
     with pytest.raises(gradio_client.exceptions.AppError, match="ffmpeg cannot decode its audio") as bad:
-        client.predict("demo", gradio_client.handle_file(str(tmp_path / "notes.wav")), "radnerf_torso", "plate",
+        client.predict("demo", gradio_client.handle_file(str(tmp_path / "notes.wav")), "radnerf", "auto",
                        0, "cpu", api_name="/speak")
     assert "Traceback" not in str(bad.value)
     with pytest.raises(gradio_client.exceptions.AppError, match="give some audio"):
-        client.predict("demo", None, "radnerf_torso", "plate", 0, "cpu", api_name="/speak")
+        client.predict("demo", None, "radnerf", "auto", 0, "cpu", api_name="/speak")
 
 
 @pytest.mark.slow

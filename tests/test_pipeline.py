@@ -76,20 +76,21 @@ def test_a_missing_corpus_stops_before_anything_runs(tmp_path):
 def test_the_pipeline_makes_a_report_and_a_sample_video_then_skips_every_step(tiny_pipeline):
     root = tiny_pipeline
     first = (root / "pipeline_stdout.txt").read_text()
-    assert "[1/6] process: done, skipped" in first                           # geneface.synthetic wrote it
-    for k, name in enumerate(STEP_NAMES[1:], 2):
-        assert f"[{k}/6] {name}: done in" in first
-    video = root / "demo" / "infer" / "demo_val_audio_radnerf_torso.mp4"
+    steps = [s for s in STEP_NAMES if s != "radnerf_torso"]                  # the head alone, pasted back
+    assert "[1/5] process: done, skipped" in first                           # geneface.synthetic wrote it
+    for k, name in enumerate(steps[1:], 2):
+        assert f"[{k}/5] {name}: done in" in first
+    video = root / "demo" / "infer" / "demo_val_audio_radnerf.mp4"
     info = probe_video(video)
     assert info.has_audio and abs(info.duration_s - SAMPLE_SECONDS) < 0.1
     report = (root / "demo" / "report.html").read_text()
     for section in ("Sample video", "Evaluation", "Val renders beside the truth", "Stages", "Processing"):
         assert f"<h2>{section}</h2>" in report
-    assert 'src="infer/demo_val_audio_radnerf_torso.mp4"' in report and "reconstruction" in report
+    assert 'src="infer/demo_val_audio_radnerf.mp4"' in report and "reconstruction" in report
     assert report.count("data:image/png;base64,") >= 3                       # renders + strip, embedded
     again = run_module(root, "geneface.pipeline", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert all(f"[{k}/6] {name}: done, skipped" in again.stdout for k, name in enumerate(STEP_NAMES, 1))
+    assert all(f"[{k}/5] {name}: done, skipped" in again.stdout for k, name in enumerate(steps, 1))
 
 
 def _processes_of(root: Path) -> list[int]:
@@ -134,3 +135,21 @@ def test_a_killed_pipeline_continues_where_it_stopped(tiny_pipeline, tmp_path):
     log = (root / "demo" / "pipeline" / "logs" / "radnerf.log").read_text()
     assert f"Resuming from {last}" in log
     assert (root / "demo" / "report.html").is_file()                         # a partial run's report
+
+
+def test_the_torso_stage_is_trained_only_for_the_torso_renderer(tmp_path):
+    from geneface.pipeline.steps import Paths, plan
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    write_synthetic_speaker(tmp_path / "data", seconds=1.0, size=32, progress=False)
+    paths = Paths(tmp_path, tmp_path / "data", tmp_path / "configs", "demo")
+    common = dict(video=None, preset="cpu", corpus="c", wav=None, evaluate_frames=None, sample_seconds=None,
+                  device="cpu", overrides={}, steps=list(STEP_NAMES))
+    head = plan(paths, **common)
+    assert [s.name for s in head] == ["process", "postnet", "radnerf", "evaluate", "sample"]
+    assert "renderer=radnerf" in head[-1].argv and head[-1].outputs[0].name == "demo_val_audio_radnerf.mp4"
+    torso = plan(paths, **common, renderer="radnerf_torso")
+    assert [s.name for s in torso] == list(STEP_NAMES)
+    assert "renderer=radnerf_torso" in torso[-2].argv and torso[-2].outputs[0].name == "radnerf_torso.json"
+    with pytest.raises(PipelineError, match="renderer='nerf'"):
+        plan(paths, **common, renderer="nerf")

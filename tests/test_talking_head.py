@@ -121,3 +121,23 @@ def test_renderer_choice_and_size_mismatch(speaker, tmp_path):
         render_video(RecordingRenderer(128, 128), speaker, np.zeros((5, 68, 3)), tmp_path / "a.wav",
                      tmp_path / "v.mp4")
     assert not (tmp_path / "v.mp4").exists()
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], ("radnerf", "video")),                                              # the default: the head, pasted back
+    (["renderer=radnerf_torso"], ("radnerf_torso", "plate")),                # a rendered torso: over the plate
+    (["renderer=radnerf_torso", "head_only=true"], ("radnerf", "video")),    # the torso stage's head, pasted back
+    (["renderer=radnerf_torso", "background=video"], ("radnerf", "video")),  # video implies the head alone
+    (["background=green"], ("radnerf", "green")),
+])
+def test_the_default_pastes_the_head_into_the_speakers_own_video(overrides, expected):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra_utils import CONFIG_DIR
+
+    from geneface.infer import render_plan
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("infer", overrides=["speaker=demo", "wav=a.wav", *overrides])
+    assert render_plan(cfg) == expected

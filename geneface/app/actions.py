@@ -21,7 +21,7 @@ from geneface.utils.checkpoints import MissingCheckpointError
 
 CONFIG_DIR = Path(os.environ.get("GENEFACE_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-BACKGROUNDS = ("plate", "video", "white", "black", "green")
+BACKGROUNDS = ("auto", "video", "plate", "white", "black", "green")     # configs/infer.yaml says what each is
 
 
 class UserError(Exception):
@@ -38,8 +38,8 @@ def compose_infer(overrides: list[str]):
         return compose("infer", overrides=overrides)
 
 
-def speak(output_dir: Path, speaker: str, audio: str | None, renderer: str = "radnerf_torso",
-          background: str = "plate", seconds: float | None = None, device: str = "cpu") -> Path:
+def speak(output_dir: Path, speaker: str, audio: str | None, renderer: str = "radnerf",
+          background: str = "auto", seconds: float | None = None, device: str = "cpu") -> Path:
     """Audio file (any format ffmpeg reads) → mp4 of `speaker` saying it; returns the mp4's path.
     Raises UserError with a readable message for bad audio or an untrained speaker."""
     if not speaker:

@@ -58,11 +58,13 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
                     audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                      label="audio (any format ffmpeg reads)")
                     with gr.Accordion("options", open=False):
-                        renderer = gr.Dropdown(["radnerf_torso", "radnerf"], value="radnerf_torso", label="renderer",
-                                               info="radnerf: the head alone (background=video: in your own frames)")
-                        background = gr.Dropdown(list(BACKGROUNDS), value="plate", label="background",
+                        renderer = gr.Dropdown(["radnerf", "radnerf_torso"], value="radnerf", label="renderer",
+                                               info="radnerf: the head, in your own frames; radnerf_torso: "
+                                                    "head and torso over a backdrop")
+                        background = gr.Dropdown(list(BACKGROUNDS), value="auto", label="background",
                                                  allow_custom_value=True,
-                                                 info="plate, video (the head in your own frames), a colour, '#rrggbb'")
+                                                 info="auto (video for the head, plate under a torso), video, "
+                                                      "plate, a colour, '#rrggbb'")
                         seconds = gr.Number(value=None, label="preview seconds (empty: all of it)", minimum=0)
                         device = gr.Dropdown(_devices(), value=_devices()[0], label="device")
                     go = gr.Button("Render", variant="primary")
@@ -76,7 +78,7 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
             reports = gr.Markdown(report_links(rows))
             refresh = gr.Button("Refresh")
             gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → postnet → "
-                        "radnerf → radnerf_torso → evaluate → a sample); about an hour on a CPU.")
+                        "radnerf → evaluate → a sample in your own video's frames); about an hour on a CPU.")
             with gr.Row():
                 name = gr.Textbox(label="name", placeholder="obama")
                 upload = gr.File(label="video", file_types=["video"], type="filepath")

@@ -18,7 +18,7 @@ def options_from(cfg: DictConfig) -> tuple[PipelineOptions, Paths]:
              for key in ("evaluate_frames", "sample_seconds", "overrides")}   # (paths.stage_dir needs a stage)
     options = PipelineOptions(
         speaker=str(cfg.speaker), video=cfg.video, preset=cfg.preset, corpus=cfg.corpus, wav=cfg.wav,
-        device=cfg.device, steps=list(cfg.steps), evaluate_frames=plain["evaluate_frames"],
+        renderer=cfg.renderer, device=cfg.device, steps=list(cfg.steps), evaluate_frames=plain["evaluate_frames"],
         sample_seconds=plain["sample_seconds"], overrides=plain["overrides"], threads=cfg.threads,
         progress=cfg.progress)
     paths = Paths(Path(cfg.paths.output_dir), Path(cfg.paths.data_dir), Path(cfg.configs_dir), str(cfg.speaker))

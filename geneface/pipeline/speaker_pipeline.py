@@ -22,6 +22,7 @@ class PipelineOptions:
     preset: str = "auto"
     corpus: str = "auto"
     wav: str | None = None
+    renderer: str = "radnerf"
     device: str = "auto"
     steps: list[str] = field(default_factory=lambda: list(STEP_NAMES))
     evaluate_frames: dict[str, int | None] = field(default_factory=dict)    # per preset
@@ -61,7 +62,7 @@ def run_pipeline(options: PipelineOptions, paths: Paths, env: dict | None = None
             overrides.setdefault(step, []).insert(0, f"runtime.threads={options.threads}")
     steps = plan(paths, video=options.video, preset=preset, corpus=corpus, wav=options.wav,
                  evaluate_frames=options.evaluate_frames.get(preset), sample_seconds=options.sample_seconds.get(preset),
-                 device=device, overrides=overrides, steps=list(options.steps))
+                 device=device, overrides=overrides, steps=list(options.steps), renderer=options.renderer)
     if options.progress:
         print(f"speaker {paths.speaker}: preset {preset}, corpus {corpus}, device {device}; "
               f"{len(steps)} steps, logs in {paths.pipeline_dir / 'logs'}", flush=True)

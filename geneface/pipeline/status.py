@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geneface.data import contract
-from geneface.pipeline.steps import RENDERER, TRAINED_STAGES
+from geneface.pipeline.steps import RENDERERS, TRAINED_STAGES
 
 
 @dataclass
@@ -71,17 +71,18 @@ class SpeakerStatus:
     def can_speak(self) -> bool:
         """Has what `geneface.infer` needs: a selected postnet and a renderer."""
         return self.stages.get("postnet") is not None and any(
-            self.stages.get(s) is not None for s in ("radnerf_torso", "radnerf"))
+            self.stages.get(s) is not None for s in RENDERERS)
 
     def renderers(self) -> list[str]:
-        return [s for s in ("radnerf_torso", "radnerf") if self.stages.get(s) is not None]
+        return [s for s in RENDERERS if self.stages.get(s) is not None]
 
 
 def speaker_status(output_dir: Path, data_dir: Path, name: str) -> SpeakerStatus:
     output_dir, data_dir = Path(output_dir), Path(data_dir)
     dataset = data_dir / name
-    evaluation_file = output_dir / name / "evaluate" / f"{RENDERER}.json"
-    evaluation = json.loads(evaluation_file.read_text()) if evaluation_file.is_file() else None
+    evaluations = [f for f in (output_dir / name / "evaluate" / f"{r}.json" for r in RENDERERS) if f.is_file()]
+    latest = max(evaluations, key=lambda f: f.stat().st_mtime, default=None)      # the renderer last scored
+    evaluation = json.loads(latest.read_text()) if latest else None
     videos = sorted((output_dir / name / "infer").glob("*.mp4"), key=lambda p: p.stat().st_mtime)
     report = output_dir / name / "report.html"
     return SpeakerStatus(name, dataset if (dataset / contract.META_FILE).is_file() else None,

@@ -17,7 +17,9 @@ from geneface.data import contract
 TRAINED_STAGES = ("postnet", "radnerf", "radnerf_torso")     # per speaker, in order
 CORPUS_STAGES = ("syncnet", "audio2motion")                  # what the postnet adapts, per corpus
 STEP_NAMES = ("process", *TRAINED_STAGES, "evaluate", "sample")
-RENDERER = "radnerf_torso"                                   # the stage the evaluation and sample render with
+# what the evaluation and the sample render with (renderer=): the head pasted into the speaker's own
+# frames (no torso stage to train), or head and torso over the plate
+RENDERERS = ("radnerf", "radnerf_torso")
 
 
 class PipelineError(Exception):
@@ -69,9 +71,8 @@ class Paths:
     def stage_dir(self, stage: str, name: str | None = None) -> Path:
         return self.output_dir / (name or self.speaker) / stage
 
-    @property
-    def evaluation(self) -> Path:
-        return self.speaker_dir / "evaluate" / f"{RENDERER}.json"
+    def evaluation(self, renderer: str) -> Path:
+        return self.speaker_dir / "evaluate" / f"{renderer}.json"
 
 
 def trained_corpora(output_dir: Path) -> list[str]:
@@ -149,11 +150,14 @@ def write_val_audio(dataset: Path, out: Path) -> Path:
 
 def plan(paths: Paths, *, video: str | None, preset: str, corpus: str, wav: str | None,
          evaluate_frames: int | None, sample_seconds: float | None, device: str,
-         overrides: dict[str, list[str]], steps: list[str]) -> list[Step]:
-    """The steps to run, in order, as commands (see the module docstring)."""
+         overrides: dict[str, list[str]], steps: list[str], renderer: str = RENDERERS[0]) -> list[Step]:
+    """The steps to run, in order, as commands (see the module docstring). The torso stage runs only
+    for renderer=radnerf_torso: the head alone is pasted into the speaker's own frames."""
     unknown = sorted(set(steps) - set(STEP_NAMES))
     if unknown:
         raise PipelineError(f"unknown step(s) {unknown}: steps are {list(STEP_NAMES)}")
+    if renderer not in RENDERERS:
+        raise PipelineError(f"renderer={renderer!r}: choose {' or '.join(RENDERERS)}")
     speaker, py = paths.speaker, ["-m"]
     extra = {name: list(overrides.get(name) or []) for name in STEP_NAMES}
     all_steps: list[Step] = []
@@ -165,7 +169,7 @@ def plan(paths: Paths, *, video: str | None, preset: str, corpus: str, wav: str 
     all_steps.append(Step("process", process_argv, [paths.dataset / contract.META_FILE, paths.speaker_config],
                           describe="video → frames, labels, landmarks, pose, audio features",
                           outputs_suffice=True))     # a dataset is written atomically, meta.json last
-    for stage in TRAINED_STAGES:
+    for stage in TRAINED_STAGES[:TRAINED_STAGES.index(renderer) + 1]:
         stage_dir = paths.stage_dir(stage)
         done_file = stage_dir / ("selected.ckpt" if stage == "postnet" else "best.ckpt")
         argv = [*py, "geneface.train", f"stage={stage}", f"speaker={speaker}", f"preset={preset}",
@@ -176,15 +180,16 @@ def plan(paths: Paths, *, video: str | None, preset: str, corpus: str, wav: str 
                                         "radnerf_torso": "the torso under the head"}[stage]))
     syncnet = paths.stage_dir("syncnet", corpus) / "best.ckpt"
     frames = [] if evaluate_frames is None else [f"max_frames={int(evaluate_frames)}"]
-    all_steps.append(Step("evaluate", [*py, "geneface.evaluate", f"speaker={speaker}", f"renderer={RENDERER}",
+    all_steps.append(Step("evaluate", [*py, "geneface.evaluate", f"speaker={speaker}", f"renderer={renderer}",
                                        f"syncnet_ckpt={syncnet}", f"device={device}", *frames, *extra["evaluate"]],
-                          [paths.evaluation], describe="scores on the val split"))
+                          [paths.evaluation(renderer)], describe="scores on the val split"))
     audio = Path(wav) if wav else paths.pipeline_dir / f"{speaker}_val_audio.wav"
     seconds = [] if sample_seconds is None else [f"max_seconds={sample_seconds:g}"]
     all_steps.append(Step("sample", [*py, "geneface.infer", f"speaker={speaker}", f"wav={audio}",
-                                     f"device={device}", *seconds, *extra["sample"]],
-                          [paths.speaker_dir / "infer" / f"{audio.stem}_{RENDERER}.mp4"],
-                          describe="a talking-head mp4" + ("" if wav else " on the speaker's own held-out audio"),
+                                     f"renderer={renderer}", f"device={device}", *seconds, *extra["sample"]],
+                          [paths.speaker_dir / "infer" / f"{audio.stem}_{renderer}.mp4"],
+                          describe="a talking-head mp4" + ("" if wav else " on the speaker's own held-out audio")
+                          + (" in their own video's frames" if renderer == "radnerf" else ""),
                           extra={"val_audio": None if wav else (paths.dataset, audio)}))
     return [s for s in all_steps if s.name in steps]
 
