@@ -77,9 +77,9 @@ def test_the_pipeline_makes_a_report_and_a_sample_video_then_skips_every_step(ti
     root = tiny_pipeline
     first = (root / "pipeline_stdout.txt").read_text()
     steps = [s for s in STEP_NAMES if s != "radnerf_torso"]                  # the head alone, pasted back
-    assert "[1/5] process: done, skipped" in first                           # geneface.synthetic wrote it
+    assert "[1/6] process: done, skipped" in first                           # geneface.synthetic wrote it
     for k, name in enumerate(steps[1:], 2):
-        assert f"[{k}/5] {name}: done in" in first
+        assert f"[{k}/6] {name}: done in" in first
     video = root / "demo" / "infer" / "demo_val_audio_radnerf.mp4"
     info = probe_video(video)
     assert info.has_audio and abs(info.duration_s - SAMPLE_SECONDS) < 0.1
@@ -90,7 +90,7 @@ def test_the_pipeline_makes_a_report_and_a_sample_video_then_skips_every_step(ti
     assert report.count("data:image/png;base64,") >= 3                       # renders + strip, embedded
     again = run_module(root, "geneface.pipeline", *TINY)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert all(f"[{k}/5] {name}: done, skipped" in again.stdout for k, name in enumerate(steps, 1))
+    assert all(f"[{k}/6] {name}: done, skipped" in again.stdout for k, name in enumerate(steps, 1))
 
 
 def _processes_of(root: Path) -> list[int]:
@@ -113,7 +113,7 @@ def test_a_killed_pipeline_continues_where_it_stopped(tiny_pipeline, tmp_path):
     for name in ("data", "synthetic_corpus"):                                  # the inputs, not the outputs
         shutil.copytree(tiny_pipeline / name, root / name)
     longer = [a.replace("stage.max_steps=6 stage.val_check_interval=3", "stage.max_steps=30 stage.val_check_interval=5")
-              if a.startswith("overrides.radnerf=") else a for a in TINY] + ["steps=[process,postnet,radnerf]"]
+              if a.startswith("overrides.radnerf=") else a for a in TINY] + ["steps=[process,audio2motion,postnet,radnerf]"]
     pipeline = subprocess.Popen([sys.executable, "-m", "geneface.pipeline", *longer], cwd=REPO, env=env_for(root),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     last = root / "demo" / "radnerf" / "last.ckpt"
@@ -130,8 +130,8 @@ def test_a_killed_pipeline_continues_where_it_stopped(tiny_pipeline, tmp_path):
 
     resumed = run_module(root, "geneface.pipeline", *longer)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "[1/3] process: done, skipped" in resumed.stdout and "[2/3] postnet: done, skipped" in resumed.stdout
-    assert "[3/3] radnerf: done in" in resumed.stdout
+    assert "[1/4] process: done, skipped" in resumed.stdout and "[3/4] postnet: done, skipped" in resumed.stdout
+    assert "[4/4] radnerf: done in" in resumed.stdout
     log = (root / "demo" / "pipeline" / "logs" / "radnerf.log").read_text()
     assert f"Resuming from {last}" in log
     assert (root / "demo" / "report.html").is_file()                         # a partial run's report
@@ -146,7 +146,10 @@ def test_the_torso_stage_is_trained_only_for_the_torso_renderer(tmp_path):
     common = dict(video=None, preset="cpu", corpus="c", wav=None, evaluate_frames=None, sample_seconds=None,
                   device="cpu", overrides={}, steps=list(STEP_NAMES))
     head = plan(paths, **common)
-    assert [s.name for s in head] == ["process", "postnet", "radnerf", "evaluate", "sample"]
+    assert [s.name for s in head] == ["process", "audio2motion", "postnet", "radnerf", "evaluate", "sample"]
+    vae = tmp_path / "demo" / "audio2motion" / "best.ckpt"                   # the speaker's own VAE …
+    assert "experiment=speaker_audio2motion" in head[1].argv and head[1].outputs[0] == vae
+    assert f"stage.model.vae_ckpt={vae}" in head[2].argv                     # … under the postnet
     assert "renderer=radnerf" in head[-1].argv and head[-1].outputs[0].name == "demo_val_audio_radnerf.mp4"
     torso = plan(paths, **common, renderer="radnerf_torso")
     assert [s.name for s in torso] == list(STEP_NAMES)

@@ -11,7 +11,7 @@ import gradio as gr
 
 from geneface.app.actions import BACKGROUNDS, UserError, corpora, speak, speaker_overview, start_pipeline
 
-SPEAKER_HEADERS = ["speaker", "processed", "postnet", "radnerf", "radnerf_torso", "evaluation", "report"]
+SPEAKER_HEADERS = ["speaker", "processed", "audio2motion", "postnet", "radnerf", "radnerf_torso", "evaluation", "report"]
 
 
 def _devices() -> list[str]:
@@ -77,8 +77,8 @@ def build_app(output_dir: Path, data_dir: Path) -> gr.Blocks:
                                  label="what is trained (outputs/<speaker>/report.html has the details)")
             reports = gr.Markdown(report_links(rows))
             refresh = gr.Button("Refresh")
-            gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → postnet → "
-                        "radnerf → evaluate → a sample in your own video's frames); about an hour on a CPU.")
+            gr.Markdown("### A new speaker from a video\nRuns `python -m geneface.pipeline` (process → audio2motion → "
+                        "postnet → radnerf → evaluate → a sample in your own video's frames); about an hour on a CPU.")
             with gr.Row():
                 name = gr.Textbox(label="name", placeholder="obama")
                 upload = gr.File(label="video", file_types=["video"], type="filepath")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from geneface.data import contract
-from geneface.pipeline.steps import RENDERERS, TRAINED_STAGES
+from geneface.pipeline.steps import RENDERERS, SPEAKER_ONLY_STAGES, TRAINED_STAGES
 
 
 @dataclass
@@ -99,6 +99,6 @@ def list_speakers(output_dir: Path, data_dir: Path) -> list[str]:
                 names.add(meta.parent.name)
         except (OSError, ValueError):
             continue
-    for stage in TRAINED_STAGES:
+    for stage in SPEAKER_ONLY_STAGES:
         names.update(p.parent.parent.name for p in Path(output_dir).glob(f"*/{stage}/*.ckpt"))
     return sorted(names)

@@ -14,7 +14,8 @@ import numpy as np
 
 from geneface.data import contract
 
-TRAINED_STAGES = ("postnet", "radnerf", "radnerf_torso")     # per speaker, in order
+TRAINED_STAGES = ("audio2motion", "postnet", "radnerf", "radnerf_torso")   # per speaker, in order
+SPEAKER_ONLY_STAGES = TRAINED_STAGES[1:]                     # (a corpus trains an audio2motion too)
 CORPUS_STAGES = ("syncnet", "audio2motion")                  # what the postnet adapts, per corpus
 STEP_NAMES = ("process", *TRAINED_STAGES, "evaluate", "sample")
 # what the evaluation and the sample render with (renderer=): the head pasted into the speaker's own
@@ -172,10 +173,15 @@ def plan(paths: Paths, *, video: str | None, preset: str, corpus: str, wav: str 
     for stage in TRAINED_STAGES[:TRAINED_STAGES.index(renderer) + 1]:
         stage_dir = paths.stage_dir(stage)
         done_file = stage_dir / ("selected.ckpt" if stage == "postnet" else "best.ckpt")
-        argv = [*py, "geneface.train", f"stage={stage}", f"speaker={speaker}", f"preset={preset}",
-                *([f"stage.corpus_name={corpus}"] if stage == "postnet" else []), *extra[stage]]
+        how = {"audio2motion": ["experiment=speaker_audio2motion", f"stage.corpus_name={corpus}"],
+               "postnet": ["stage=postnet", f"stage.corpus_name={corpus}",
+                           f"stage.model.vae_ckpt={paths.stage_dir('audio2motion') / 'best.ckpt'}"]}
+        argv = [*py, "geneface.train", *how.get(stage, [f"stage={stage}"]), f"speaker={speaker}", f"preset={preset}",
+                *extra[stage]]
         all_steps.append(Step(stage, argv, [done_file, stage_dir / "last.ckpt"], checkpoint=stage_dir / "last.ckpt",
-                              describe={"postnet": f"adapts the {corpus} corpus's motion to this speaker",
+                              describe={"audio2motion": f"the {corpus} corpus's audio→motion VAE fine-tuned on "
+                                                        "this speaker's voice",
+                                        "postnet": "refines that motion towards this speaker's landmarks",
                                         "radnerf": "the head renderer",
                                         "radnerf_torso": "the torso under the head"}[stage]))
     syncnet = paths.stage_dir("syncnet", corpus) / "best.ckpt"
