@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # every step at a size that runs in seconds; the same arguments a user passes on the command line
 TINY = ["speaker=demo", "preset=cpu", "corpus=synthetic_corpus", "device=cpu", "threads=1",
-        "overrides.audio2motion='stage.max_steps=4 stage.val_check_interval=2 logger=csv'",
+        "overrides.audio2motion='stage.max_steps=4 stage.val_check_interval=2 stage.data.min_frames=4 logger=csv'",
         "overrides.postnet='stage.max_steps=6 stage.val_check_interval=3 logger=csv'",
         "overrides.radnerf='stage.max_steps=6 stage.val_check_interval=3 stage.data.num_rays=256 logger=csv'",
         "overrides.radnerf_torso='stage.max_steps=6 stage.val_check_interval=3 stage.data.num_rays=256 logger=csv'",
