@@ -1,9 +1,10 @@
 """Inference entry point: `python -m geneface.infer speaker=<speaker> wav=<file>`.
 
 Audio → landmarks with the speaker's selected postnet checkpoint (it carries its frozen VAE), the
-reference's normalisation, per-region clamp and smoothing → the speaker's head renderer pasted back into
-the speaker's own frames (background=auto → video; or head + torso over a backdrop along the training
-video's smoothed camera path: renderer=radnerf_torso) → an mp4 with the audio. Also writes `<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
+reference's normalisation, per-region clamp and smoothing → the speaker's head renderer pasted back
+into the speaker's own frames (background=auto → video; or head + torso over a backdrop along the
+training video's smoothed camera path: renderer=radnerf_torso) → an mp4 with the audio. Also writes
+`<wav>_lm3d.npy` (raw idexp [T, 68, 3]) and `<wav>_lm3d_normalized.npy`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from pathlib import Path
 from geneface.pipeline.report import write_report
 from geneface.pipeline.runner import run_steps
 from geneface.pipeline.status import speaker_status
-from geneface.pipeline.steps import STEP_NAMES, Paths, PipelineError, check_dataset_source, choose_corpus, plan
+from geneface.pipeline.steps import (RENDERERS, STEP_NAMES, Paths, PipelineError, check_dataset_source, choose_corpus,
+                                     plan)
 
 PRESETS = ("cpu", "gpu", "full")
 
@@ -22,7 +23,7 @@ class PipelineOptions:
     preset: str = "auto"
     corpus: str = "auto"
     wav: str | None = None
-    renderer: str = "radnerf"
+    renderer: str = RENDERERS[0]
     device: str = "auto"
     steps: list[str] = field(default_factory=lambda: list(STEP_NAMES))
     evaluate_frames: dict[str, int | None] = field(default_factory=dict)    # per preset
