@@ -24,7 +24,8 @@ def run(cfg: DictConfig) -> dict:
     result = evaluate_speaker(
         cfg.speaker.root, cfg.ckpt, cfg.postnet_ckpt if cfg.audio_driven else None, cfg.syncnet_ckpt,
         device=cfg.device, max_frames=cfg.max_frames,
-        temperature=cfg.temperature, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing, seed=cfg.seed,
+        temperature=cfg.temperature, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing,
+        spoken_gain=cfg.spoken_gain, seed=cfg.seed,
         progress=cfg.progress, frozen=cfg.frozen, strip=cfg.strip, open_control=cfg.open_control)
     result.update(speaker=cfg.speaker.name, renderer_stage=cfg.renderer, table=format_table(result))
     save_json(cfg.out, result)

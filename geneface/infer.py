@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from geneface.inference.landmarks import clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp
+from geneface.inference.landmarks import (clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp,
+                                          resolve_spoken_gain)
 from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import VIDEO, render_video, renderer_stage, resolve_background
 from geneface.media.audio import write_wav
@@ -60,7 +61,8 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     mean = np.load(stats_root / "idexp_lm3d_mean.npy")
     std = np.load(stats_root / "idexp_lm3d_std.npy")
     raw = predict_idexp(model, mel, num_frames, temperature=cfg.temperature)
-    normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing)
+    gain = resolve_spoken_gain(cfg.spoken_gain, model, stats_root, cfg.temperature)   # after: the same samples
+    normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing, gain)
     out_dir = Path(cfg.out_dir)
     outputs = {"lm3d": out_dir / f"{audio_path.stem}_lm3d.npy",
                "lm3d_normalized": out_dir / f"{audio_path.stem}_lm3d_normalized.npy"}

@@ -160,7 +160,7 @@ def test_missing_checkpoints_name_the_training_command(output_dir, tmp_path):
     from geneface.evaluate import run
 
     cfg = compose_evaluate(tmp_path, f"speaker.root={output_dir / 'data' / 'demo'}")
-    with pytest.raises(MissingCheckpointError, match="geneface.train stage=radnerf_torso speaker=demo"):
+    with pytest.raises(MissingCheckpointError, match="geneface.train stage=radnerf speaker=demo"):
         run(cfg)
     _touch(Path(cfg.ckpt))
     with pytest.raises(MissingCheckpointError, match="python -m geneface.train stage=postnet speaker=demo"):

@@ -43,6 +43,39 @@ def test_clamp_limits_each_region_and_smoothing_is_causal():
     assert smoothed[3, 60, 0] == pytest.approx(0.2 * 2.0 + 0.8 * 2.5)
 
 
+def test_the_spoken_gain_restores_the_speakers_own_spread_of_jaw_and_lips(tmp_path, monkeypatch):
+    """A model whose jaw and lips move half as far as the speaker's from the mean (what mse regression
+    does) gets gain 2, fitted on the train split, and its motion × 2 is the speaker's own again."""
+    from geneface.data import contract
+    from geneface.data.frames import arrays
+    from geneface.data.landmarks import normalize_idexp
+    from geneface.inference import landmarks
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=3.0, size=32, progress=False)
+    data = arrays(root)
+    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
+    real = np.asarray(data["idexp_lm3d"], np.float32).reshape(-1, 68, 3)
+    num_train = contract.num_train_frames(len(real))
+    asked = []
+
+    def halved(model, mel, num_frames, temperature=1.0):                 # the stand-in motion model
+        asked.append((len(mel), num_frames))
+        return mean + 0.5 * (real[:num_frames] - mean)
+
+    monkeypatch.setattr(landmarks, "predict_idexp", halved)
+    assert landmarks.spoken_motion_gain(None, root) == pytest.approx(2.0, rel=1e-4)
+    assert asked == [(2 * num_train, num_train)]                         # the train split's audio only
+    restored, _ = clamp_and_smooth(mean + 0.5 * (real[:num_train] - mean), mean, std, clamp_std=1e6, smoothing=0.0,
+                                   spoken_gain=2.0)
+    spoken = landmarks.SPOKEN_POINTS
+    np.testing.assert_allclose(restored[:, spoken], normalize_idexp(real[:num_train], mean, std)[:, spoken],
+                               atol=1e-4)
+    assert landmarks.resolve_spoken_gain("1", None, root) == 1.0          # off: no model run
+    with pytest.raises(ValueError, match="auto or a positive number"):
+        landmarks.resolve_spoken_gain(-1, None, root)
+
+
 class _EchoModel(nn.Module):
     """predict() returns the first audio channel of every frame, repeated: checks alignment and padding."""
 

@@ -53,7 +53,7 @@ from geneface.data.contract import IDEXP_SCALE
 from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
 from geneface.data.landmarks import mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
-from geneface.inference.landmarks import clamp_and_smooth, load_motion_model, predict_idexp
+from geneface.inference.landmarks import clamp_and_smooth, load_motion_model, predict_idexp, resolve_spoken_gain
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
 from geneface.media.images import write_rgb
@@ -105,14 +105,15 @@ def load_val_split(root: str | Path, max_frames: int | None = None) -> ValSplit:
 
 def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: str,
                            temperature: float = 1.0, clamp_std: float = 2.5, smoothing: float = 0.2,
-                           seed: int = 9999) -> np.ndarray:
+                           seed: int = 9999, spoken_gain: str | float = 1.0) -> np.ndarray:
     """The val mel → normalised [T, 68, 3] landmarks, exactly as `geneface.infer` makes them."""
     torch.manual_seed(seed)
     model, _ = load_motion_model(postnet_ckpt, device)
     data = arrays(split.images.root)
     raw = predict_idexp(model, split.mel, len(split.frames), temperature=temperature)
+    gain = resolve_spoken_gain(spoken_gain, model, split.images.root, temperature)   # after: the same samples
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
-    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing)[0]
+    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing, gain)[0]
 
 
 def load_syncnet(ckpt: str | Path | None, device: str) -> tuple[torch.nn.Module | None, str | None]:
@@ -327,7 +328,8 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
                      syncnet_ckpt: str | Path | None, device: str = "cpu", max_frames: int | None = None,
                      temperature: float = 1.0, clamp_std: float = 2.5,
                      smoothing: float = 0.2, seed: int = 9999, progress: bool = True, frozen: bool = True,
-                     strip: str | Path | None = None, open_control: bool = True) -> dict:
+                     strip: str | Path | None = None, open_control: bool = True,
+                     spoken_gain: str | float = 1.0) -> dict:
     """Every row on the val split → {"rows": {row: {metric: value}}, ...}. postnet_ckpt None skips the
     audio-driven row, frozen=False the frozen control, open_control=False the open-mouth control (a
     quarter more renders); strip: where to write the mouth strip PNG.
@@ -345,7 +347,7 @@ def evaluate_speaker(speaker_root: str | Path, renderer_ckpt: str | Path, postne
         drives["frozen"] = np.zeros_like(split.landmarks)
     if postnet_ckpt is not None:
         drives["audio_driven"] = audio_driven_landmarks(postnet_ckpt, split, device, temperature, clamp_std,
-                                                        smoothing, seed)
+                                                        smoothing, seed, spoken_gain)
     mouth_errors: dict[str, list] = {}
     backgrounds = _backgrounds(renderer, split)               # read once for every row and the control
     for name, landmarks in drives.items():

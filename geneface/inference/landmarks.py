@@ -1,7 +1,8 @@
 """wav → audio features → VAE sample → postnet → the speaker's idexp landmarks (reference §9).
 
-After prediction the landmarks are normalised with the speaker's idexp mean/std, clamped per face
-region (GeneFace's `infer_lm3d_clamp_std`) and smoothed by a causal exponential moving average, as the
+After prediction the landmarks are normalised with the speaker's idexp mean/std, the jaw and lips'
+motion is scaled to the speaker's own spread (spoken_motion_gain), then clamped per face region
+(GeneFace's `infer_lm3d_clamp_std`) and smoothed by a causal exponential moving average, as the
 original does before rendering. Audio of any length works: the networks are convolutional over time,
 so the whole sequence is predicted in one pass.
 """
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from geneface.data import contract
+from geneface.data.frames import arrays
 from geneface.data.landmarks import denormalize_idexp, normalize_idexp
 from geneface.data.motion_batches import padded_frames
 from geneface.media.audio import load_audio
@@ -33,6 +35,7 @@ CLAMP_REGIONS = (
     (36, 48, (0.5, 0.5, 1.0)),    # eyes
     (48, 68, (1.0, 1.0, 1.0)),    # mouth
 )
+SPOKEN_POINTS = np.r_[0:17, 48:68]   # the jaw and the lips: the points whose motion the audio drives
 
 
 def load_driving_audio(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -49,10 +52,12 @@ def load_driving_audio(path: str | Path, max_seconds: float | None = None) -> tu
 
 
 def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp_std: float = 2.5,
-                     smoothing: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Raw idexp [T, 68, 3] → (normalised [T, 68, 3], raw [T, 68, 3]) after the per-region clamp and
-    the causal EMA lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream)."""
+                     smoothing: float = 0.2, spoken_gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw idexp [T, 68, 3] → (normalised [T, 68, 3], raw [T, 68, 3]) after the jaw and lips' motion is
+    scaled by spoken_gain (spoken_motion_gain), the per-region clamp and the causal EMA
+    lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream)."""
     normalised = normalize_idexp(idexp, mean, std)
+    normalised[:, SPOKEN_POINTS] *= spoken_gain
     for start, stop, factors in CLAMP_REGIONS:
         limit = clamp_std * np.asarray(factors, dtype=np.float32)
         normalised[:, start:stop] = np.clip(normalised[:, start:stop], -limit, limit)
@@ -113,3 +118,27 @@ def predict_idexp(model, mel: np.ndarray, num_frames: int, temperature: float = 
     mask[0, :total] = 1
     pred = model.predict(audio, mask, temperature=temperature)   # [1, T', 204]
     return pred[0, context: context + num_frames].reshape(num_frames, 68, 3).float().cpu().numpy()
+
+
+def spoken_motion_gain(model, speaker_root: str | Path, temperature: float = 1.0) -> float:
+    """How much farther the speaker's own jaw and lips move than `model` predicts from the same audio,
+    over the speaker's train split: std(real) / std(predicted) of their normalised points. A motion
+    model trained by mse regresses towards the mean wherever the audio leaves the motion uncertain, so
+    its mouth moves less than the person's (cnn2: her jaw and lips 1.44× as far as predicted) and a
+    renderer driven by it barely opens the mouth. Fitted on the train split, never on what is scored."""
+    data = arrays(speaker_root)
+    num_train = contract.num_train_frames(len(data["idexp_lm3d"]))
+    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
+    predicted = normalize_idexp(predict_idexp(model, data["mel"][: 2 * num_train], num_train, temperature), mean, std)
+    real = normalize_idexp(np.asarray(data["idexp_lm3d"][:num_train]).reshape(num_train, 68, 3), mean, std)
+    return float(np.std(real[:, SPOKEN_POINTS]) / max(float(np.std(predicted[:, SPOKEN_POINTS])), 1e-6))
+
+
+def resolve_spoken_gain(setting: str | float, model, speaker_root: str | Path, temperature: float = 1.0) -> float:
+    """`auto` → spoken_motion_gain; a number → itself (1: the motion as predicted)."""
+    if str(setting) == "auto":
+        return spoken_motion_gain(model, speaker_root, temperature)
+    gain = float(setting)
+    if gain <= 0:
+        raise ValueError(f"spoken_gain must be auto or a positive number; got {setting}")
+    return gain
