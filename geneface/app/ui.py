@@ -10,8 +10,9 @@ from pathlib import Path
 import gradio as gr
 
 from geneface.app.actions import BACKGROUNDS, UserError, corpora, speak, speaker_overview, start_pipeline
+from geneface.pipeline.steps import TRAINED_STAGES
 
-SPEAKER_HEADERS = ["speaker", "processed", "audio2motion", "postnet", "radnerf", "radnerf_torso", "evaluation", "report"]
+SPEAKER_HEADERS = ["speaker", "processed", *TRAINED_STAGES, "evaluation", "report"]   # speaker_overview's cells
 
 
 def _devices() -> list[str]:

@@ -227,8 +227,8 @@ def score_real_over_plate(split: ValSplit, device: str = "cpu") -> dict:
 
 def _backgrounds(renderer, split: ValSplit) -> np.ndarray:
     """Renderers that draw the torso get the plate [H, W, 3]; head-only ones each frame with its head
-    pixels replaced [T, H, W, 3] (head_removed: the neck under the chin, the plate elsewhere): pasted back into the video, as
-    `geneface.infer background=video` shows them, so the torso and background are not their error."""
+    pixels replaced [T, H, W, 3] (head_removed: the neck under the chin, the plate elsewhere), pasted
+    back into the video as `geneface.infer` shows them, so the torso and background are not their error."""
     if renderer.draws_torso:
         return split.images.plate
     return np.stack([head_removed(*split.images.image_and_labels(i), split.images.plate) for i in split.frames])

@@ -59,7 +59,7 @@ def run_pipeline(options: PipelineOptions, paths: Paths, env: dict | None = None
     corpus = choose_corpus(options.corpus, paths, preset) if needs_corpus else options.corpus
     overrides = {k: shlex.split(v) if isinstance(v, str) else list(v or []) for k, v in options.overrides.items()}
     if str(options.threads) != "auto":               # the processing step sets no torch threads
-        for step in ("audio2motion", "postnet", "radnerf", "radnerf_torso", "evaluate", "sample"):
+        for step in STEP_NAMES[1:]:                  # every step after process
             overrides.setdefault(step, []).insert(0, f"runtime.threads={options.threads}")
     steps = plan(paths, video=options.video, preset=preset, corpus=corpus, wav=options.wav,
                  evaluate_frames=options.evaluate_frames.get(preset), sample_seconds=options.sample_seconds.get(preset),

@@ -170,7 +170,7 @@ def plan(paths: Paths, *, video: str | None, preset: str, corpus: str, wav: str 
     all_steps.append(Step("process", process_argv, [paths.dataset / contract.META_FILE, paths.speaker_config],
                           describe="video → frames, labels, landmarks, pose, audio features",
                           outputs_suffice=True))     # a dataset is written atomically, meta.json last
-    for stage in TRAINED_STAGES[:TRAINED_STAGES.index(renderer) + 1]:
+    for stage in (s for s in TRAINED_STAGES if s != "radnerf_torso" or renderer == "radnerf_torso"):
         stage_dir = paths.stage_dir(stage)
         done_file = stage_dir / ("selected.ckpt" if stage == "postnet" else "best.ckpt")
         how = {"audio2motion": ["experiment=speaker_audio2motion", f"stage.corpus_name={corpus}"],
