@@ -32,7 +32,8 @@ def run(cfg: DictConfig) -> dict:
     result, series = evaluate_lipsync(
         cfg.speaker.root, cfg.speaker.kind, default_checkpoint(cfg), cfg.syncnet_ckpt, split=cfg.split,
         fit_split=cfg.fit_split, max_lag=cfg.max_lag, temperature=cfg.temperature, seed=cfg.seed,
-        postprocess=cfg.postprocess, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing, device=cfg.device)
+        postprocess=cfg.postprocess, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing,
+        spoken_gain=cfg.spoken_gain, device=cfg.device)
     out = Path(cfg.out_dir)
     result["plot"] = str(plot_openings(out / "lipsync_openings.png", series, result, cfg.plot_clips,
                                           cfg.plot_seconds))

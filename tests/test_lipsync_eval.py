@@ -47,7 +47,7 @@ class LoudMouth:
     late (np.roll), every other landmark still."""
 
     late = 0
-    stage, trained_syncnet, vae = "audio2motion", None, None
+    stage, trained_syncnet, vae, gains = "audio2motion", None, None, {}
 
     def __init__(self, ckpt, *args, **kwargs):
         self.ckpt = ckpt
@@ -133,3 +133,37 @@ def test_missing_model_or_dataset_names_the_command(corpus, tmp_path):
         run(compose_lipsync(corpus, tmp_path))
     with pytest.raises(FileNotFoundError, match="python -m geneface.process.corpus"):
         run(compose_lipsync(tmp_path / "nowhere", tmp_path))
+
+
+def test_a_speakers_rows_score_the_motion_infer_renders_with_its_spoken_gain(tmp_path, monkeypatch):
+    """A speaker's model whose jaw and lips move half as far as the speaker's: with spoken_gain=auto
+    (infer's default) its rows move as far as the truth (amplitude ≈ 1, the gain 2 recorded), with
+    spoken_gain=1 half as far; the aperture r is the same either way."""
+    from geneface.data.frames import arrays
+    from geneface.inference import landmarks
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=4.0, size=32, progress=False)
+    data = arrays(root)
+    mean = np.asarray(data["idexp_lm3d_mean"])
+    real = np.asarray(data["idexp_lm3d"], np.float32).reshape(-1, 68, 3)
+    mel = np.asarray(data["mel"], np.float32)
+
+    def halved(model, audio, num_frames, temperature=1.0):          # finds the frames by their audio
+        start = next(i for i in range(len(real)) if np.array_equal(mel[2 * i: 2 * i + 4], audio[:4]))
+        return mean + 0.5 * (real[start: start + num_frames] - mean)
+
+    checkpoint = {"geneface_config": {"stage": {"model": {"syncnet_ckpt": None}}}}
+    monkeypatch.setattr(lipsync, "upstream_checkpoint", lambda ckpt: ckpt)
+    monkeypatch.setattr(lipsync, "read_checkpoint", lambda *args, **kwargs: checkpoint)
+    monkeypatch.setattr(lipsync, "load_motion_model", lambda *args: (object(), "audio2motion"))
+    monkeypatch.setattr(lipsync, "predict_idexp", halved)
+    monkeypatch.setattr(landmarks, "predict_idexp", halved)
+    scored = {gain: lipsync.evaluate_lipsync(root, "speaker", "model.ckpt", spoken_gain=gain, clamp_std=1e6,
+                                             smoothing=0.0)[0]
+              for gain in ("auto", 1)}
+    auto, off = scored["auto"]["mean"]["model"], scored[1]["mean"]["model"]
+    assert scored["auto"]["settings"]["spoken_gain"]["model"] == pytest.approx(2.0, rel=1e-3)
+    assert auto["amplitude"] == pytest.approx(1.0, abs=0.02) and off["amplitude"] == pytest.approx(0.5, abs=0.02)
+    assert auto["aperture_r"] == pytest.approx(off["aperture_r"], abs=1e-4) and auto["aperture_r"] > 0.99
+    assert auto["mouth_lmd"] < 0.01 < off["mouth_lmd"]

@@ -33,7 +33,7 @@ from geneface.data.frames import arrays, train_indices, val_indices
 from geneface.data.speaker import read_meta
 from geneface.inference.evaluation import load_syncnet
 from geneface.inference.landmarks import (MOTION_STAGES, VaeAsPredictor, clamp_and_smooth, load_motion_model,
-                                          predict_idexp)
+                                          predict_idexp, resolve_spoken_gain)
 from geneface.metrics.lipsync import (AffineFit, amplitude_ratio, frame_energy, lagged_pearson, lip_opening,
                                       mouth_lmd, mouth_width)
 from geneface.metrics.sync import sync_score
@@ -95,11 +95,13 @@ def load_clips(root: str | Path, kind: str, split: str) -> list[Clip]:
 
 class Predictor:
     """audio → raw idexp from a trained audio2motion (the VAE samples) or postnet (VAE → postnet)
-    checkpoint. `stats` (a speaker's idexp mean and std) post-process as geneface.infer does."""
+    checkpoint. `stats` (a speaker's idexp mean and std) post-process as geneface.infer does, the jaw
+    and lips scaled by `spoken_gain` (auto: fitted on the train split of `speaker_root`, for the chain
+    and for its VAE alone each), so the rows score the motion that infer renders."""
 
     def __init__(self, ckpt: str | Path, device: str = "cpu", temperature: float = 1.0, seed: int = 9999,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, clamp_std: float = 2.5,
-                 smoothing: float = 0.2):
+                 smoothing: float = 0.2, spoken_gain: str | float = 1.0, speaker_root: str | Path | None = None):
         self.ckpt = upstream_checkpoint(ckpt)
         checkpoint = read_checkpoint(self.ckpt, stages=MOTION_STAGES, role="ckpt")
         self.trained_syncnet = checkpoint["geneface_config"]["stage"]["model"].get("syncnet_ckpt")
@@ -107,6 +109,12 @@ class Predictor:
         self.vae = VaeAsPredictor(self.model.vae).to(device).eval() if self.stage == "postnet" else None
         self.temperature, self.seed, self.stats = temperature, seed, stats
         self.clamp_std, self.smoothing = clamp_std, smoothing
+        self.gains = {}                                      # vae_only → the jaw and lips' gain
+        if stats is not None:
+            for vae_only, module in ((False, self.model), (True, self.vae)):
+                if module is not None:
+                    torch.manual_seed(seed)
+                    self.gains[vae_only] = resolve_spoken_gain(spoken_gain, module, speaker_root, temperature)
 
     def __call__(self, mel: np.ndarray, num_frames: int, vae_only: bool = False) -> np.ndarray:
         """mel [2T, 80] → raw idexp [T, 68, 3]; the same seed for every call, so a clip's prediction does
@@ -115,7 +123,7 @@ class Predictor:
         raw = predict_idexp(self.vae if vae_only else self.model, mel, num_frames, self.temperature)
         if self.stats is None:
             return raw
-        return clamp_and_smooth(raw, *self.stats, self.clamp_std, self.smoothing)[1]
+        return clamp_and_smooth(raw, *self.stats, self.clamp_std, self.smoothing, self.gains[vae_only])[1]
 
 
 def repeat_to(mel: np.ndarray, num_frames: int) -> np.ndarray:
@@ -161,7 +169,7 @@ def summarise(rows: list[dict]) -> dict:
 def evaluate_lipsync(root: str | Path, kind: str, ckpt: str | Path, syncnet_ckpt: str | Path | None = None,
                      split: str = "val", fit_split: str = "train", max_lag: int = 5, temperature: float = 1.0,
                      seed: int = 9999, postprocess: bool = True, clamp_std: float = 2.5, smoothing: float = 0.2,
-                     device: str = "cpu") -> tuple[dict, dict]:
+                     spoken_gain: str | float = 1.0, device: str = "cpu") -> tuple[dict, dict]:
     """Score the model and the baselines on the held-out clips → (result for JSON, series for the plot:
     {item_id: {row: [T] opening}} in idexp units, the real one included).
 
@@ -173,7 +181,7 @@ def evaluate_lipsync(root: str | Path, kind: str, ckpt: str | Path, syncnet_ckpt
     if kind != "corpus" and postprocess:
         data = arrays(root)
         stats = (np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"]))
-    predictor = Predictor(ckpt, device, temperature, seed, stats, clamp_std, smoothing)
+    predictor = Predictor(ckpt, device, temperature, seed, stats, clamp_std, smoothing, spoken_gain, root)
     syncnet_path = syncnet_ckpt if syncnet_ckpt is not None else predictor.trained_syncnet
     syncnet, note = load_syncnet(syncnet_path, device)
     notes = [note] if note else []
@@ -208,6 +216,7 @@ def evaluate_lipsync(root: str | Path, kind: str, ckpt: str | Path, syncnet_ckpt
         syncnet_ckpt=None if syncnet is None else str(syncnet_path),
         loudness_fit=dict(split=fit_split, clips=len(fit_clips), opening=vars(loud_opening), width=vars(loud_width)),
         settings=dict(max_lag=max_lag, lag_ok=LAG_OK, temperature=temperature, seed=seed,
-                      postprocess=stats is not None, clamp_std=clamp_std, smoothing=smoothing),
+                      postprocess=stats is not None, clamp_std=clamp_std, smoothing=smoothing,
+                      spoken_gain={("vae" if vae_only else "model"): gain for vae_only, gain in predictor.gains.items()}),
         notes=notes, wall_s=time.perf_counter() - start)
     return result, series
