@@ -226,6 +226,36 @@ def test_the_lip_phase_trains_on_patches_and_names_a_missing_patch(tmp_path):
     assert ssim and all(-1.0 <= v <= 1.0 for v in ssim)
 
 
+def test_the_body_opacity_loss_clears_the_head_off_the_neck_and_torso(tmp_path):
+    """stage.model.lambda_body_opacity: rays labelled neck or torso carry `on_body`, and the loss on the
+    head's opacity there leaves it far lower than a run without it (logged as train/body_opacity, which
+    both runs compute), from the same seed and the same rays."""
+    import csv
+
+    from geneface.data.contract import Label
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    images = SpeakerImages(root)
+    item = RandomRays(images, range(images.num_train), num_rays=512)[2]
+    lab = images.image_and_labels(item["frame"])[1][item["pixels"][:, 0].numpy(), item["pixels"][:, 1].numpy()]
+    assert (item["on_body"].numpy() == ((lab == Label.NECK) | (lab == Label.TORSO))).all() and item["on_body"].any()
+
+    def body_opacity(weight: float) -> float:
+        run = tmp_path / f"run_{weight}"
+        train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
+                             f"paths.stage_dir={run}/stage", "logger=csv", "stage.max_steps=60",
+                             "stage.val_check_interval=60", "stage.data.num_rays=512", "stage.data.val_frames=1",
+                             "trainer.log_every_n_steps=1", f"stage.model.lambda_body_opacity={weight}"], run))
+        rows = [row for path in run.rglob("metrics.csv") for row in csv.DictReader(path.open())]
+        values = [float(r["train/body_opacity"]) for r in rows if r.get("train/body_opacity")]
+        assert len(values) >= 50
+        return float(np.mean(values[-10:]))
+
+    without, with_loss = body_opacity(0.0), body_opacity(1.0)
+    assert with_loss < 0.5 * without, (with_loss, without)
+
+
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
     """The synthetic speaker and experiment=radnerf_cpu as `make demo` trains them (128², 20 s, 600 steps)."""

@@ -22,6 +22,9 @@ from geneface.data.frames import SpeakerFrames, arrays
 from geneface.data.landmarks import normalize_idexp
 from geneface.nerf.condition import WINDOW, condition_windows
 
+# the labels where the head must be transparent: its rays see the frame's own neck or torso
+BODY_LABELS = (contract.Label.NECK, contract.Label.TORSO)
+
 BACKGROUND_FOR_HEAD = (contract.Label.NECK, contract.Label.TORSO, contract.Label.BACKGROUND)
 
 
@@ -172,6 +175,7 @@ class RandomRays(Dataset):
             "rgb": _to_float(image[rows, cols]),                                         # [N, 3]
             "background": _to_float(background[rows, cols]),                             # [N, 3]
             "in_face": torch.from_numpy(in_face),                                        # [N]
+            "on_body": torch.from_numpy(np.isin(labels[rows, cols], BODY_LABELS)),       # [N] neck or torso
             "c2w": self.images.c2w[i],                                                   # [4, 4]
             "window": condition_windows(self.images.landmarks, torch.tensor([i]), self.window, "zero")[0],
         }

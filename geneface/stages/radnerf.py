@@ -52,7 +52,8 @@ class RadNerfStage(RendererStage):
                  occupancy_update_interval: int = 16, occupancy_update_cells: int | None = None,
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
                  lambda_distortion: float = 0.0, render_min_transmittance: float | None = None,
-                 lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0):
+                 lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0,
+                 lambda_body_opacity: float = 0.0):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
@@ -61,6 +62,7 @@ class RadNerfStage(RendererStage):
         self.lambda_distortion = lambda_distortion   # 0 (checkpoints from before it existed): not computed into the loss
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
         self.lip_patch_start, self.lambda_patch_ssim = lip_patch_start, lambda_patch_ssim
+        self.lambda_body_opacity = lambda_body_opacity
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
         self.min_transmittance = min_transmittance if render_min_transmittance is None else render_min_transmittance
@@ -154,8 +156,14 @@ class RadNerfStage(RendererStage):
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
         distortion = out.distortion.mean()
         loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient + self.lambda_distortion * distortion
+        # the head's opacity on rays labelled neck or torso: the target there is the frame's own pixel over
+        # its own body, so translucent density that matches it costs nothing in mse, yet shows as floaters
+        # where the body has moved (pasted back, or under the torso stage)
+        body = batch.get("on_body")
+        body_opacity = out.opacity[:n][body].mean() if body is not None and body.any() else mse.new_zeros(())
+        loss = loss + self.lambda_body_opacity * body_opacity
         logged = {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
-                  "train/ambient": ambient, "train/distortion": distortion,
+                  "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
                   "train/samples_per_ray": float(out.samples_per_ray)}
         if lip_phase and self.lambda_patch_ssim > 0:
             side = int(round(len(batch["patch_pixels"]) ** 0.5))
