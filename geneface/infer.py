@@ -13,12 +13,10 @@ import sys
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from geneface.inference.landmarks import (clamp_and_smooth, load_driving_audio, load_motion_model, predict_idexp,
-                                          resolve_spoken_gain)
+from geneface.inference.landmarks import load_driving_audio, load_motion_model, speaker_landmarks
 from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import VIDEO, render_video, renderer_stage, resolve_background
 from geneface.media.audio import write_wav
@@ -57,12 +55,8 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))   # before the models load
     torch.manual_seed(cfg.seed)
     model, _ = load_motion_model(ckpt, cfg.device)
-    stats_root = Path(cfg.speaker.root)
-    mean = np.load(stats_root / "idexp_lm3d_mean.npy")
-    std = np.load(stats_root / "idexp_lm3d_std.npy")
-    raw = predict_idexp(model, mel, num_frames, temperature=cfg.temperature)
-    gain = resolve_spoken_gain(cfg.spoken_gain, model, stats_root, cfg.temperature)   # after: the same samples
-    normalised, raw = clamp_and_smooth(raw, mean, std, cfg.clamp_std, cfg.smoothing, gain)
+    normalised, raw = speaker_landmarks(model, mel, num_frames, cfg.speaker.root, cfg.temperature, cfg.clamp_std,
+                                        cfg.smoothing, cfg.spoken_gain)
     out_dir = Path(cfg.out_dir)
     outputs = {"lm3d": out_dir / f"{audio_path.stem}_lm3d.npy",
                "lm3d_normalized": out_dir / f"{audio_path.stem}_lm3d_normalized.npy"}

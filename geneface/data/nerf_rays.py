@@ -25,8 +25,6 @@ from geneface.nerf.condition import WINDOW, condition_windows
 # the labels where the head must be transparent: its rays see the frame's own neck or torso
 BODY_LABELS = (contract.Label.NECK, contract.Label.TORSO)
 
-BACKGROUND_FOR_HEAD = (contract.Label.NECK, contract.Label.TORSO, contract.Label.BACKGROUND)
-
 
 class SpeakerImages:
     """Frames, labels, plate, cameras and normalised landmarks of one speaker, shared by the datasets."""
@@ -71,8 +69,7 @@ class SpeakerImages:
 
     def head_background(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """The frame's non-head pixels over the plate where labels say background: [H, W, 3] uint8."""
-        keep = (labels == contract.Label.NECK) | (labels == contract.Label.TORSO)
-        return np.where(keep[..., None], image, self.plate)
+        return np.where(np.isin(labels, BODY_LABELS)[..., None], image, self.plate)
 
     def cameras(self, frames: range | None = None) -> dict:
         frames = frames if frames is not None else range(self.num_frames)

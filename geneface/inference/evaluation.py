@@ -53,7 +53,7 @@ from geneface.data.contract import IDEXP_SCALE
 from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
 from geneface.data.landmarks import mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
-from geneface.inference.landmarks import clamp_and_smooth, load_motion_model, predict_idexp, resolve_spoken_gain
+from geneface.inference.landmarks import load_motion_model, speaker_landmarks
 from geneface.inference.renderer import load_renderer
 from geneface.media.face_mesh import FaceMeshDetector
 from geneface.media.images import write_rgb
@@ -109,11 +109,8 @@ def audio_driven_landmarks(postnet_ckpt: str | Path, split: ValSplit, device: st
     """The val mel → normalised [T, 68, 3] landmarks, exactly as `geneface.infer` makes them."""
     torch.manual_seed(seed)
     model, _ = load_motion_model(postnet_ckpt, device)
-    data = arrays(split.images.root)
-    raw = predict_idexp(model, split.mel, len(split.frames), temperature=temperature)
-    gain = resolve_spoken_gain(spoken_gain, model, split.images.root, temperature)   # after: the same samples
-    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
-    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing, gain)[0]
+    return speaker_landmarks(model, split.mel, len(split.frames), split.images.root, temperature, clamp_std,
+                             smoothing, spoken_gain)[0]
 
 
 def load_syncnet(ckpt: str | Path | None, device: str) -> tuple[torch.nn.Module | None, str | None]:

@@ -134,6 +134,19 @@ def spoken_motion_gain(model, speaker_root: str | Path, temperature: float = 1.0
     return float(np.std(real[:, SPOKEN_POINTS]) / max(float(np.std(predicted[:, SPOKEN_POINTS])), 1e-6))
 
 
+def speaker_landmarks(model, mel: np.ndarray, num_frames: int, speaker_root: str | Path, temperature: float = 1.0,
+                      clamp_std: float = 2.5, smoothing: float = 0.2,
+                      spoken_gain: str | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """mel [2T, 80] → (normalised, raw) idexp [T, 68, 3] as geneface.infer renders them: predicted, then
+    the jaw and lips scaled by the spoken gain (resolved after the prediction, so its samples are the
+    same with the gain on or off), clamped and smoothed with the speaker's statistics."""
+    raw = predict_idexp(model, mel, num_frames, temperature=temperature)
+    gain = resolve_spoken_gain(spoken_gain, model, speaker_root, temperature)
+    data = arrays(speaker_root)
+    mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
+    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing, gain)
+
+
 def resolve_spoken_gain(setting: str | float, model, speaker_root: str | Path, temperature: float = 1.0) -> float:
     """`auto` → spoken_motion_gain; a number → itself (1: the motion as predicted)."""
     if str(setting) == "auto":

@@ -109,12 +109,12 @@ class Predictor:
         self.vae = VaeAsPredictor(self.model.vae).to(device).eval() if self.stage == "postnet" else None
         self.temperature, self.seed, self.stats = temperature, seed, stats
         self.clamp_std, self.smoothing = clamp_std, smoothing
-        self.gains = {}                                      # vae_only → the jaw and lips' gain
+        self.gains = {}                                      # "model" / "vae" → its jaw and lips' gain
         if stats is not None:
-            for vae_only, module in ((False, self.model), (True, self.vae)):
+            for name, module in (("model", self.model), ("vae", self.vae)):
                 if module is not None:
                     torch.manual_seed(seed)
-                    self.gains[vae_only] = resolve_spoken_gain(spoken_gain, module, speaker_root, temperature)
+                    self.gains[name] = resolve_spoken_gain(spoken_gain, module, speaker_root, temperature)
 
     def __call__(self, mel: np.ndarray, num_frames: int, vae_only: bool = False) -> np.ndarray:
         """mel [2T, 80] → raw idexp [T, 68, 3]; the same seed for every call, so a clip's prediction does
@@ -123,7 +123,8 @@ class Predictor:
         raw = predict_idexp(self.vae if vae_only else self.model, mel, num_frames, self.temperature)
         if self.stats is None:
             return raw
-        return clamp_and_smooth(raw, *self.stats, self.clamp_std, self.smoothing, self.gains[vae_only])[1]
+        return clamp_and_smooth(raw, *self.stats, self.clamp_std, self.smoothing,
+                                self.gains["vae" if vae_only else "model"])[1]
 
 
 def repeat_to(mel: np.ndarray, num_frames: int) -> np.ndarray:
@@ -217,6 +218,6 @@ def evaluate_lipsync(root: str | Path, kind: str, ckpt: str | Path, syncnet_ckpt
         loudness_fit=dict(split=fit_split, clips=len(fit_clips), opening=vars(loud_opening), width=vars(loud_width)),
         settings=dict(max_lag=max_lag, lag_ok=LAG_OK, temperature=temperature, seed=seed,
                       postprocess=stats is not None, clamp_std=clamp_std, smoothing=smoothing,
-                      spoken_gain={("vae" if vae_only else "model"): gain for vae_only, gain in predictor.gains.items()}),
+                      spoken_gain=predictor.gains),
         notes=notes, wall_s=time.perf_counter() - start)
     return result, series

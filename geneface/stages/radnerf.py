@@ -159,8 +159,8 @@ class RadNerfStage(RendererStage):
         # the head's opacity on rays labelled neck or torso: the target there is the frame's own pixel over
         # its own body, so translucent density that matches it costs nothing in mse, yet shows as floaters
         # where the body has moved (pasted back, or under the torso stage)
-        body = batch.get("on_body")
-        body_opacity = out.opacity[:n][body].mean() if body is not None and body.any() else mse.new_zeros(())
+        body = batch["on_body"]
+        body_opacity = out.opacity[:n][body].mean() if body.any() else mse.new_zeros(())
         loss = loss + self.lambda_body_opacity * body_opacity
         logged = {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
                   "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
