@@ -55,7 +55,8 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
     wave, mel, num_frames = load_driving_audio(audio_path, cfg.get("max_seconds"))   # before the models load
     torch.manual_seed(cfg.seed)
     model, _ = load_motion_model(ckpt, cfg.device)
-    normalised, raw = speaker_landmarks(model, mel, num_frames, cfg.speaker.root, cfg.temperature, cfg.clamp_std,
+    stats_root = Path(cfg.speaker.root)
+    normalised, raw = speaker_landmarks(model, mel, num_frames, stats_root, cfg.temperature, cfg.clamp_std,
                                         cfg.smoothing, cfg.spoken_gain)
     out_dir = Path(cfg.out_dir)
     outputs = {"lm3d": out_dir / f"{audio_path.stem}_lm3d.npy",
