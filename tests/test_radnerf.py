@@ -256,6 +256,49 @@ def test_the_body_opacity_loss_clears_the_head_off_the_neck_and_torso(tmp_path):
     assert with_loss < 0.5 * without, (with_loss, without)
 
 
+def test_the_density_stops_at_its_ceiling_yet_can_still_fall():
+    """The density logit's ceiling: a sample above it renders exp(MAX_DENSITY_LOGIT), gets no push
+    further up (the climb that collapsed cnn2's head past 10000 steps) but is still pulled down."""
+    from geneface.nerf.radnerf import MAX_DENSITY_LOGIT, bounded_exp
+
+    logits = torch.tensor([MAX_DENSITY_LOGIT + 5.0, 2.0], requires_grad=True)
+    density = bounded_exp(logits)
+    assert density[0].item() == pytest.approx(np.exp(MAX_DENSITY_LOGIT), rel=1e-5)
+    assert density[1].item() == pytest.approx(np.exp(2.0), rel=1e-5)
+    (-density.sum()).backward()                                   # a loss that wants more density
+    assert logits.grad[0] == 0 and logits.grad[1].item() == pytest.approx(-np.exp(2.0), rel=1e-5)
+    logits.grad = None
+    density = bounded_exp(logits)
+    density.sum().backward()                                      # a loss that wants less
+    assert logits.grad[0].item() == pytest.approx(np.exp(MAX_DENSITY_LOGIT), rel=1e-5)
+
+    field = _field()
+    with torch.no_grad():
+        field.sigma_net[-1].bias[0] = 40.0                        # a logit far above the ceiling
+    density = field.density(torch.rand(64, 3) * 2 - 1, field.encode(torch.zeros(1, 5, 204)))
+    assert torch.isfinite(density).all() and density.max() <= np.exp(MAX_DENSITY_LOGIT) * (1 + 1e-5)
+
+
+def test_a_diverged_head_stops_with_an_error_that_names_the_way_back(tmp_path):
+    """A loss that is no longer finite stops training with FloatingPointError naming the step and what
+    to do, not a KeyError from deep inside the step (session 34's collapsed runs)."""
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
+                         f"paths.stage_dir={tmp_path}/stage", "logger=csv", "stage.max_steps=2",
+                         "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"],
+                        tmp_path / "run"))
+    stage = load_stage(tmp_path / "stage" / "last.ckpt")
+    images = SpeakerImages(root)
+    batch = RandomRays(images, range(images.num_train), num_rays=256, window=stage.window)[0]
+    assert torch.isfinite(stage.training_step(batch, 0))
+    with torch.no_grad():
+        stage.field.color_net[-1].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"diverged at step 0.*ckpt_path=.*best\.ckpt.*lower stage\.model\.lr"):
+        stage.training_step(batch, 0)
+
+
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
     """The synthetic speaker and experiment=radnerf_cpu as `make demo` trains them (128², 20 s, 600 steps)."""

@@ -47,22 +47,33 @@ from geneface.nerf.fields import FieldOutput
 from geneface.nerf.mlp import layer_dims, mlp, mlp_with_gated_input, mlp_with_shared_input
 
 
-class _TruncExp(torch.autograd.Function):
-    """exp whose gradient is clamped, so a large density logit cannot blow up (torch-ngp's)."""
+# The density logit's ceiling: exp(15) ≈ 3.3e6 per head unit, so one sample of any spacing over 1e-5 head
+# units is already opaque below it. Without a ceiling Adam (eps 1e-15) turns the tiny, always-positive
+# pull of the entropy and distortion losses on opaque samples into a steady climb of the logit: on
+# cnn2 the cached mean density grew from 2e3 at step 5000 to 3e5 at 10000, and every run resumed
+# past 10000 collapsed into an opaque blob, then NaN, within 250-550 steps.
+MAX_DENSITY_LOGIT = 15.0
+
+
+class _BoundedExp(torch.autograd.Function):
+    """exp(min(x, MAX_DENSITY_LOGIT)); above the ceiling the gradient may only lower x, so an opaque
+    sample stops climbing but a wrongly opaque one can still be cleared."""
 
     @staticmethod
     def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return torch.exp(x)
+        y = torch.exp(x.clamp(max=MAX_DENSITY_LOGIT))
+        ctx.save_for_backward(x, y)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * torch.exp(x.clamp(max=15))
+        x, y = ctx.saved_tensors
+        # a positive dL/dy lowers x under gradient descent: the only push let through above the ceiling
+        return torch.where((x > MAX_DENSITY_LOGIT) & (grad < 0), torch.zeros_like(grad), grad * y)
 
 
-def trunc_exp(x: torch.Tensor) -> torch.Tensor:
-    return _TruncExp.apply(x.float())
+def bounded_exp(x: torch.Tensor) -> torch.Tensor:
+    return _BoundedExp.apply(x.float())
 
 
 def read_condition(net: nn.Sequential, varying: torch.Tensor, cond: torch.Tensor,
@@ -180,7 +191,7 @@ class RadNerfField(nn.Module):
             h = read_condition(self.sigma_net, torch.cat([pos, amb], -1), cond, gate)
         else:
             h = self.sigma_net(torch.cat([pos, amb], -1))
-        return trunc_exp(h[:, 0]), h[:, 1:], ambient
+        return bounded_exp(h[:, 0]), h[:, 1:], ambient
 
     def density(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.geometry(x, cond)[0]

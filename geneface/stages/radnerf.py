@@ -152,7 +152,8 @@ class RadNerfStage(RendererStage):
         mse = F.mse_loss(out.rgb, target)
         entropy = opacity_entropy(out.opacity)
         outside = ~batch["in_face"]
-        ambient = out.extras[FieldOutput.AMBIENT][:n][outside].mean() if outside.any() else mse.new_zeros(())
+        ambient = out.extras.get(FieldOutput.AMBIENT, out.opacity.new_zeros(len(out.opacity)))  # absent: nothing evaluated
+        ambient = ambient[:n][outside].mean() if outside.any() else mse.new_zeros(())
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
         distortion = out.distortion.mean()
         loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient + self.lambda_distortion * distortion
@@ -172,8 +173,14 @@ class RadNerfStage(RendererStage):
             logged.update({"train/loss": loss, "train/patch_ssim": patch_ssim.detach()})
         self.log_dict(logged, prog_bar=False, batch_size=n)
         self.log("train/psnr_bar", -10 * torch.log10(mse.detach()), prog_bar=True, logger=False, batch_size=n)
-        if update_occupancy:
+        if update_occupancy:        # checked here, not every step, to spare a GPU the synchronisation
             self.log_dict({f"occupancy/{k}": float(v) for k, v in self.occupancy.stats().items()}, batch_size=n)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"radnerf training diverged at step {step}: the loss is {loss.item()} (train/psnr and "
+                    "occupancy/mean_density in the run's logs show where it began). Go on from a checkpoint "
+                    "saved before that, ckpt_path=<the stage directory>/best.ckpt, with a lower "
+                    "stage.model.lr, or start over with resume=false")
         return loss
 
     # ---------------------------------------------------------------- validation
