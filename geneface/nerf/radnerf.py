@@ -51,7 +51,7 @@ from geneface.nerf.mlp import layer_dims, mlp, mlp_with_gated_input, mlp_with_sh
 # units is already opaque below it. Without a ceiling Adam (eps 1e-15) turns the tiny, always-positive
 # pull of the entropy and distortion losses on opaque samples into a steady climb of the logit: on
 # cnn2 the cached mean density grew from 2e3 at step 5000 to 3e5 at 10000, and every run resumed
-# past 10000 collapsed into an opaque blob, then NaN, within 250-550 steps.
+# past 10000 collapsed into an opaque blob, then NaN, within 240-550 steps.
 MAX_DENSITY_LOGIT = 15.0
 
 
