@@ -69,7 +69,7 @@ class _BoundedExp(torch.autograd.Function):
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
         # a positive dL/dy lowers x under gradient descent: the only push let through above the ceiling
-        return torch.where((x > MAX_DENSITY_LOGIT) & (grad < 0), torch.zeros_like(grad), grad * y)
+        return (grad * y).masked_fill((x > MAX_DENSITY_LOGIT) & (grad < 0), 0.0)
 
 
 def bounded_exp(x: torch.Tensor) -> torch.Tensor:

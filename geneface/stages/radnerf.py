@@ -42,6 +42,12 @@ def patch_structure(rgb: torch.Tensor, target: torch.Tensor, side: int) -> torch
                                                sigma=1.0)
 
 
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values [N] where mask [N], 0 where none is: without `mask.any()`, which would make a GPU
+    wait for it on every training step."""
+    return torch.where(mask, values, 0.0).sum() / mask.sum().clamp(min=1)
+
+
 class RadNerfStage(RendererStage):
     val_metric_names = ("val/psnr", "val/ssim", "val/psnr_full")    # head box, head box, full frame
 
@@ -151,17 +157,15 @@ class RadNerfStage(RendererStage):
         out = self.render_rays(batch["c2w"], pixels, background, cond, latent, perturb=True)
         mse = F.mse_loss(out.rgb, target)
         entropy = opacity_entropy(out.opacity)
-        outside = ~batch["in_face"]
-        ambient = out.extras.get(FieldOutput.AMBIENT, out.opacity.new_zeros(len(out.opacity)))  # absent: nothing evaluated
-        ambient = ambient[:n][outside].mean() if outside.any() else mse.new_zeros(())
+        ambient = out.extras.get(FieldOutput.AMBIENT)                   # [N'], absent when nothing was evaluated
+        ambient = masked_mean(ambient[:n], ~batch["in_face"]) if ambient is not None else mse.new_zeros(())
         ambient_weight = self.lambda_ambient * min(step / self.ambient_ramp_steps, 1.0)
         distortion = out.distortion.mean()
         loss = mse + self.lambda_entropy * entropy + ambient_weight * ambient + self.lambda_distortion * distortion
         # the head's opacity on rays labelled neck or torso: the target there is the frame's own pixel over
         # its own body, so translucent density that matches it costs nothing in mse, yet shows as floaters
         # where the body has moved (pasted back, or under the torso stage)
-        body = batch["on_body"]
-        body_opacity = out.opacity[:n][body].mean() if body.any() else mse.new_zeros(())
+        body_opacity = masked_mean(out.opacity[:n], batch["on_body"])
         loss = loss + self.lambda_body_opacity * body_opacity
         logged = {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
                   "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
