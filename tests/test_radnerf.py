@@ -299,6 +299,35 @@ def test_a_diverged_head_stops_with_an_error_that_names_the_way_back(tmp_path):
         stage.training_step(batch, 0)
 
 
+def test_the_occupancy_cache_evaluates_every_cell_before_it_refreshes_a_subset(tmp_path, monkeypatch):
+    """stage.model.occupancy_update_cells: the first OCCUPANCY_WARMUP_UPDATES updates still evaluate every
+    cell (a cell a fresh cache skipped would read as empty, and no ray would ever sample it), later ones
+    that many random cells."""
+    from geneface.stages.radnerf import OCCUPANCY_WARMUP_UPDATES, RadNerfStage
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
+                         f"paths.stage_dir={tmp_path}/stage", "logger=csv", "stage.max_steps=2",
+                         "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"],
+                        tmp_path / "run"))
+    stage = load_stage(tmp_path / "stage" / "last.ckpt")
+    stage.occupancy_update_cells = 50
+    images = SpeakerImages(root)
+    batch = RandomRays(images, range(images.num_train), num_rays=256, window=stage.window)[0]
+    evaluated, update = [], stage.occupancy.update
+    def counting_update(density_fn, max_cells=None):
+        calls = []
+        update(lambda x: calls.append(len(x)) or density_fn(x), max_cells=max_cells)
+        evaluated.append(sum(calls))
+    monkeypatch.setattr(stage.occupancy, "update", counting_update)
+    interval, seen = stage.occupancy_update_interval, int((stage.occupancy.density >= 0).sum())
+    for step in (0, (OCCUPANCY_WARMUP_UPDATES - 1) * interval, OCCUPANCY_WARMUP_UPDATES * interval):
+        monkeypatch.setattr(RadNerfStage, "global_step", property(lambda self, s=step: s))
+        stage.training_step(batch, 0)
+    assert seen > 50 and evaluated == [seen, seen, 50]
+
+
 @pytest.fixture(scope="module")
 def trained_head(tmp_path_factory):
     """The synthetic speaker and experiment=radnerf_cpu as `make demo` trains them (128², 20 s, 600 steps)."""
