@@ -165,7 +165,7 @@ def _flat_index(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def test_update_max_ema_rule():
-    grid = OccupancyGrid(resolution=4, decay=0.5, density_threshold=10.0, dilation=0)
+    grid = OccupancyGrid(resolution=4, decay=0.5, density_threshold=10.0, dilation=0, warmup_updates=0)
     assert grid.occupied.all()
     pos = grid.cell_centres()[:, 0].view(4, 4, 4) > 0  # the x > 0 half
     for value, expect in [(8.0, 8.0), (2.0, 4.0), (3.5, 3.5), (0.0, 1.75)]:

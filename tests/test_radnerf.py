@@ -256,6 +256,20 @@ def test_the_body_opacity_loss_clears_the_head_off_the_neck_and_torso(tmp_path):
     assert with_loss < 0.5 * without, (with_loss, without)
 
 
+def _two_step_head(tmp_path):
+    """A head trained 2 steps on a 2 s synthetic speaker (loaded from its last.ckpt) and one training batch."""
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
+    train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
+                         f"paths.stage_dir={tmp_path}/stage", "logger=csv", "stage.max_steps=2",
+                         "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"],
+                        tmp_path / "run"))
+    stage = load_stage(tmp_path / "stage" / "last.ckpt")
+    images = SpeakerImages(root)
+    return stage, RandomRays(images, range(images.num_train), num_rays=256, window=stage.window)[0]
+
+
 def test_the_density_stops_at_its_ceiling_yet_can_still_fall():
     """The density logit's ceiling: a sample above it renders exp(MAX_DENSITY_LOGIT), gets no push
     further up (the climb that collapsed cnn2's head past 10000 steps) but is still pulled down."""
@@ -282,16 +296,7 @@ def test_the_density_stops_at_its_ceiling_yet_can_still_fall():
 def test_a_diverged_head_stops_with_an_error_that_names_the_way_back(tmp_path):
     """A loss that is no longer finite stops training with FloatingPointError naming the step and what
     to do, not a KeyError from deep inside the step (session 34's collapsed runs)."""
-    from geneface.synthetic.speaker import write_synthetic_speaker
-
-    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
-    train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
-                         f"paths.stage_dir={tmp_path}/stage", "logger=csv", "stage.max_steps=2",
-                         "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"],
-                        tmp_path / "run"))
-    stage = load_stage(tmp_path / "stage" / "last.ckpt")
-    images = SpeakerImages(root)
-    batch = RandomRays(images, range(images.num_train), num_rays=256, window=stage.window)[0]
+    stage, batch = _two_step_head(tmp_path)
     assert torch.isfinite(stage.training_step(batch, 0))
     with torch.no_grad():
         stage.field.color_net[-1].bias.fill_(float("nan"))
@@ -300,31 +305,21 @@ def test_a_diverged_head_stops_with_an_error_that_names_the_way_back(tmp_path):
 
 
 def test_the_occupancy_cache_evaluates_every_cell_before_it_refreshes_a_subset(tmp_path, monkeypatch):
-    """stage.model.occupancy_update_cells: the first OCCUPANCY_WARMUP_UPDATES updates still evaluate every
+    """stage.model.occupancy_update_cells: the cache's first warmup_updates updates still evaluate every
     cell (a cell a fresh cache skipped would read as empty, and no ray would ever sample it), later ones
     that many random cells."""
-    from geneface.stages.radnerf import OCCUPANCY_WARMUP_UPDATES, RadNerfStage
-    from geneface.synthetic.speaker import write_synthetic_speaker
-
-    root = write_synthetic_speaker(tmp_path / "data", seconds=2, size=64, progress=False)
-    train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
-                         f"paths.stage_dir={tmp_path}/stage", "logger=csv", "stage.max_steps=2",
-                         "stage.val_check_interval=2", "stage.data.num_rays=256", "stage.data.val_frames=1"],
-                        tmp_path / "run"))
-    stage = load_stage(tmp_path / "stage" / "last.ckpt")
+    stage, batch = _two_step_head(tmp_path)
     stage.occupancy_update_cells = 50
-    images = SpeakerImages(root)
-    batch = RandomRays(images, range(images.num_train), num_rays=256, window=stage.window)[0]
+    stage.occupancy.updates.fill_(stage.occupancy.warmup_updates - 2)     # two full updates left
     evaluated, update = [], stage.occupancy.update
     def counting_update(density_fn, max_cells=None):
         calls = []
         update(lambda x: calls.append(len(x)) or density_fn(x), max_cells=max_cells)
         evaluated.append(sum(calls))
     monkeypatch.setattr(stage.occupancy, "update", counting_update)
-    interval, seen = stage.occupancy_update_interval, int((stage.occupancy.density >= 0).sum())
-    for step in (0, (OCCUPANCY_WARMUP_UPDATES - 1) * interval, OCCUPANCY_WARMUP_UPDATES * interval):
-        monkeypatch.setattr(RadNerfStage, "global_step", property(lambda self, s=step: s))
-        stage.training_step(batch, 0)
+    seen = int((stage.occupancy.density >= 0).sum())
+    for _ in range(3):
+        stage.training_step(batch, 0)                   # step 0: every step updates the cache
     assert seen > 50 and evaluated == [seen, seen, 50]
 
 

@@ -21,6 +21,10 @@ _PROJECT_BUDGET = 2**22
 # highly redundant, so ~64 evenly spaced frames cover nearly the same union of frustums at 1/100
 # of the cost; a cell seen only by a skipped frame is at most a sliver at the frustum border.
 MAX_UNSEEN_CAMERAS = 64
+# Updates that evaluate every cell before `max_cells` takes effect (instant-ngp evaluates every cell for its
+# first 256 steps, 16 updates): a fresh cache knows nothing, and a cell a partial update skipped would read
+# as empty, so no ray would sample it and it could never grow density.
+WARMUP_UPDATES = 16
 
 
 class OccupancyGrid(nn.Module):
@@ -35,8 +39,9 @@ class OccupancyGrid(nn.Module):
     updates: Tensor
 
     def __init__(self, resolution: int = 128, decay: float = 0.95, density_threshold: float = 10.0,
-                 dilation: int = 1):
+                 dilation: int = 1, warmup_updates: int = WARMUP_UPDATES):
         super().__init__()
+        self.warmup_updates = int(warmup_updates)
         self.resolution = int(resolution)
         self.decay = float(decay)
         self.density_threshold = float(density_threshold)
@@ -91,14 +96,15 @@ class OccupancyGrid(nn.Module):
         """One max-EMA step: grid = max(decay·grid, σ(jittered centre)) on the evaluated cells.
 
         density_fn maps normalised positions [M,3] → density [M] (≥0). All seen cells are evaluated,
-        or a random subset of max_cells of them (cheap per-step refresh). Then
+        or, once the grid has had warmup_updates updates, a random subset of max_cells of them (a cheap
+        refresh). Then
         occupied = dilate(grid > min(mean seen density, density_threshold)) restricted to seen cells.
         """
         r = self.resolution
         flat = self.density.view(-1)  # [R³]
         seen = flat >= 0  # [R³]
         idx = seen.nonzero().squeeze(-1)  # [K]
-        if max_cells is not None and max_cells < idx.numel():
+        if max_cells is not None and max_cells < idx.numel() and int(self.updates) >= self.warmup_updates:
             idx = idx[torch.randperm(idx.numel(), device=idx.device)[:max_cells]]
         if idx.numel() > 0:
             ijk = torch.stack([idx // (r * r), (idx // r) % r, idx % r], dim=-1).float()  # [K,3]

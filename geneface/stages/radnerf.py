@@ -42,12 +42,6 @@ def patch_structure(rgb: torch.Tensor, target: torch.Tensor, side: int) -> torch
                                                sigma=1.0)
 
 
-# Updates of the occupancy cache that evaluate every cell before `occupancy_update_cells` takes over (instant-ngp
-# evaluates every cell for its first 256 steps, 16 updates): a fresh cache knows nothing, and a cell a partial
-# update skipped would read as empty, so no ray would sample it and it could never grow density.
-OCCUPANCY_WARMUP_UPDATES = 16
-
-
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of values [N] where mask [N], 0 where none is: without `mask.any()`, which would make a GPU
     wait for it on every training step."""
@@ -149,9 +143,8 @@ class RadNerfStage(RendererStage):
         update_occupancy = step % self.occupancy_update_interval == 0 and not lip_phase
         if update_occupancy:
             # the current frame is a random training frame: its condition shapes the cached density
-            warm = step >= OCCUPANCY_WARMUP_UPDATES * self.occupancy_update_interval
             self.occupancy.update(lambda x: self.field.density(x, cond.detach()),
-                                  max_cells=self.occupancy_update_cells if warm else None)
+                                  max_cells=self.occupancy_update_cells)
         pixels, background, target = batch["pixels"], batch["background"], batch["rgb"]
         n = len(target)
         if lip_phase:
