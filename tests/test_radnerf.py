@@ -3,6 +3,7 @@ speaker's head (held-out PSNR, and the landmarks control the mouth)."""
 
 from __future__ import annotations
 
+import hydra
 import numpy as np
 import pytest
 import torch
@@ -125,6 +126,61 @@ def test_the_landmark_warp_reads_each_point_where_the_frame_moved_it_from():
         d = torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
         out = field(both, d, cond, field.latents[:1])
         assert out["density"].shape == (2,)
+
+
+def test_lips_that_meet_over_an_open_canonical_mouth_carry_each_side_its_own_way():
+    """warp_canonical + warp_nearest_radius: the canonical head has its mouth open (upper lip up, lower lip
+    down); a frame with the lips together reads a point on its upper lip on the canonical upper lip and
+    one on its lower lip on the canonical lower lip. Averaging every landmark in reach (no
+    warp_nearest_radius) reads both inside the canonical mouth, which draws a closed mouth open; a frame
+    at the canonical expression moves nothing."""
+    torch.manual_seed(0)
+    upper, lower = [48, 49, 50, 51, 52, 53, 54, 60, 61, 62, 63], [55, 56, 57, 58, 59, 64, 65, 66, 67]
+    face = torch.zeros(68, 3)
+    face[3:14] = torch.tensor([0.0, 0.7, -0.6]) + torch.linspace(-0.5, 0.5, 11)[:, None] * torch.tensor([1.0, 0.0, 0.0])
+    face[17:48] = torch.tensor([0.0, -0.3, -0.8]) + torch.linspace(-0.5, 0.5, 31)[:, None] * torch.tensor([1.0, 0.0, 0.0])
+    for rows, y in ((upper, 0.39), (lower, 0.41)):     # the mean expression: lips together at y 0.4
+        face[rows] = torch.tensor([0.0, y, -0.8]) + torch.linspace(-0.1, 0.1, len(rows))[:, None] * torch.tensor([1.0, 0.0, 0.0])
+    half, scale = torch.tensor([1.5, 2.0, 1.5]), torch.full((68, 3), 0.02)
+    canonical = torch.zeros(68, 3)
+    canonical[upper, 1], canonical[lower, 1] = -2.0, 2.0     # open: each lip 2 · 0.02 = 0.04 from the mean
+    on_upper, on_lower = face[62][None], face[66][None]     # points on the closed frame's lips
+    closed = torch.zeros(1, 3 * len(EXPRESSION_MOVED))        # the frame: the mean expression
+    at_canonical = canonical[list(EXPRESSION_MOVED)].reshape(1, -1)
+    shift = torch.tensor([[0.0, 0.04, 0.0]])
+    with torch.no_grad():
+        nearest = _field(warp_radius=0.05, warp_nearest_radius=0.01)
+        nearest.set_moving_points(face, half, scale, canonical)
+        assert torch.allclose(nearest.warp(on_upper, closed), on_upper - shift, atol=2e-3)
+        assert torch.allclose(nearest.warp(on_lower, closed), on_lower + shift, atol=2e-3)
+        x = torch.rand(50, 3) * 2 - 1
+        assert torch.equal(nearest.warp(x, at_canonical), x)
+        averaged = _field(warp_radius=0.05)
+        averaged.set_moving_points(face, half, scale, canonical)
+        for point in (on_upper, on_lower):       # inside the canonical mouth (its lips at y 0.35 and 0.45)
+            assert 0.37 < float(averaged.warp(point, closed)[0, 1]) < 0.43
+
+
+def test_the_warp_canonical_is_an_open_mouth_of_the_speaker(tmp_path):
+    """stage.model.warp_canonical_quantile=0.9: the canonical expression is the mean of the training frames
+    whose inner-lip aperture is in their top tenth, so it is more open than 90% of them."""
+    from geneface.data.contract import IDEXP_SCALE
+    from geneface.data.frames import arrays
+    from geneface.data.landmarks import denormalize_idexp, inner_lip_aperture
+    from geneface.synthetic.speaker import write_synthetic_speaker
+
+    root = write_synthetic_speaker(tmp_path / "data", seconds=4, size=64, progress=False)
+    cfg = compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
+                         "stage.model.warp_canonical_quantile=0.9"], tmp_path / "run")
+    stage = hydra.utils.instantiate(cfg.stage.model)
+    data, num_train = arrays(root), SpeakerImages(root).num_train
+    canonical = stage.canonical_expression(data, num_train).numpy()
+    def aperture(idexp):
+        return inner_lip_aperture(np.asarray(data["mean_shape"]) + idexp / IDEXP_SCALE)
+    train_apertures = aperture(np.asarray(data["idexp_lm3d"][:num_train]))
+    canonical_aperture = aperture(denormalize_idexp(canonical, data["idexp_lm3d_mean"], data["idexp_lm3d_std"]))
+    assert canonical_aperture > np.quantile(train_apertures, 0.9) > train_apertures.mean(), (
+        canonical_aperture, np.quantile(train_apertures, 0.9))
 
 
 def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):

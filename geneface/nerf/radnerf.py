@@ -33,6 +33,17 @@ and at CPU sizes none did reliably (README, radnerf); a warp opens and closes th
 step, for audio-driven landmarks too, and leaves the learned paths only what moves without geometry
 (teeth, the mouth's inside). The condition then carries the frame's normalised landmarks of the
 moving points after its encoded feature (`encode`).
+
+A backward warp can only move what its canonical head has. Around the mean expression (a nearly closed
+mouth) it has no mouth inside to carry into an open frame: a point in the gap between parted lips
+averages the upper lip's offset and the lower lip's, about zero, and reads the canonical lip line. So
+the canonical can be an open mouth (`warp_canonical`, normalised landmarks; the stage sets it from the
+speaker's most open frames): Δᵢ are then the offsets from it. Closing that mouth needs the other half:
+with the average, a point on the lips of a closed frame is again read midway, now inside the canonical
+mouth (on the synthetic head the rendered aperture ran against the truth, r −0.58). With
+`warp_nearest_radius` τ a point moves with the landmarks nearest it, Δ(x) = Σᵢ sᵢΔᵢ · min(Σᵢ kᵢ, 1), s the
+softmax of −|x − pᵢ|²/2τ²: each lip carries its own side of the gap (`min` fades it out where no landmark
+is in reach, as the average does).
 """
 
 from __future__ import annotations
@@ -76,6 +87,11 @@ def bounded_exp(x: torch.Tensor) -> torch.Tensor:
     return _BoundedExp.apply(x.float())
 
 
+def _zero_missing_canonical(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    """A warped head saved before `warp_canonical` existed was trained around the mean expression: 0."""
+    state_dict.setdefault(prefix + "warp_canonical", torch.zeros_like(module.warp_canonical))
+
+
 def read_condition(net: nn.Sequential, varying: torch.Tensor, cond: torch.Tensor,
                    gate: torch.Tensor | None) -> torch.Tensor:
     """net(cat([varying, gate · cond], -1)), varying [M, V], cond [1 or M, C], gate [M, 1] or None (1),
@@ -96,9 +112,10 @@ class RadNerfField(nn.Module):
                  color_layers: int = 2, num_latents: int = 13000, latent_dim: int = 4,
                  condition_radius: float | None = None, condition_attention: bool = False,
                  attention_hidden: int = 64, condition_into_density: bool = False,
-                 warp_radius: float | None = None):
+                 warp_radius: float | None = None, warp_nearest_radius: float | None = None):
         super().__init__()
         self.condition_radius, self.warp_radius = condition_radius, warp_radius
+        self.warp_nearest_radius = warp_nearest_radius
         if condition_radius is not None or warp_radius is not None:
             # the moving landmarks at the mean expression in normalised box coordinates and the box's half
             # extents (head units per normalised unit), set by set_moving_points before training;
@@ -108,6 +125,10 @@ class RadNerfField(nn.Module):
         if warp_radius is not None:
             # normalised landmark → offset in normalised box coordinates, per moving point and axis
             self.register_buffer("warp_scale", torch.zeros(len(EXPRESSION_MOVED), 3))
+            # the canonical expression's moving landmarks, normalised (0: the mean expression); checkpoints
+            # from before it existed read as 0 (_zero_missing_canonical)
+            self.register_buffer("warp_canonical", torch.zeros(len(EXPRESSION_MOVED), 3))
+            self.register_load_state_dict_pre_hook(_zero_missing_canonical)
         self.condition = condition
         self.position_encoding, self.ambient_encoding = position_encoding, ambient_encoding
         self.direction_encoding = direction_encoding
@@ -128,10 +149,11 @@ class RadNerfField(nn.Module):
         self.latents = nn.Parameter(torch.randn(num_latents, latent_dim) * 0.1)
 
     def set_moving_points(self, points: torch.Tensor, box_half: torch.Tensor,
-                          offset_scale: torch.Tensor | None = None) -> None:
+                          offset_scale: torch.Tensor | None = None, canonical: torch.Tensor | None = None) -> None:
         """The speaker's landmarks at the mean expression [68, 3] in normalised box coordinates, the
         box's half extents [3] in head units (for distances in head units), and (for the warp) the
-        offset in normalised box coordinates of one unit of normalised landmark [68, 3]; nothing
+        offset in normalised box coordinates of one unit of normalised landmark [68, 3] and the
+        canonical expression as normalised landmarks [68, 3] (None: the mean expression); nothing
         without condition_radius or warp_radius."""
         if self.condition_radius is None and self.warp_radius is None:
             return
@@ -142,6 +164,7 @@ class RadNerfField(nn.Module):
             if offset_scale is None:
                 raise ValueError("warp_radius needs the landmarks' offset scale (set_moving_points(offset_scale=...))")
             self.warp_scale.copy_(offset_scale[moved])
+            self.warp_canonical.copy_(canonical[moved] if canonical is not None else torch.zeros_like(self.warp_canonical))
 
     @property
     def condition_dim(self) -> int:
@@ -158,16 +181,23 @@ class RadNerfField(nn.Module):
 
     def warp(self, x: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         """x [M, 3] normalised, the frames' moving landmarks [1 or M, K·3] normalised → x − Δ(x) [M, 3]."""
-        offsets = landmarks.reshape(len(landmarks), -1, 3).to(x.dtype) * self.warp_scale.to(x.dtype)   # [B, K, 3]
-        points = self.moving_points.to(x.dtype) + offsets                                               # [B, K, 3]
+        landmarks = landmarks.reshape(len(landmarks), -1, 3).to(x.dtype)                                # [B, K, 3]
+        warp_scale = self.warp_scale.to(x.dtype)
+        points = self.moving_points.to(x.dtype) + landmarks * warp_scale                                # [B, K, 3]
+        offsets = (landmarks - self.warp_canonical.to(x.dtype)) * warp_scale                            # [B, K, 3]
         scale = self.box_half.to(x.dtype)
         if len(landmarks) == 1:
             d2 = torch.cdist(x * scale, points[0] * scale).square()                                     # [M, K]
         else:
             d2 = ((x[:, None] - points) * scale).square().sum(-1)                                       # [M, K]
         k = torch.exp(-d2 / (2.0 * self.warp_radius ** 2))
-        moved = k @ offsets[0] if len(landmarks) == 1 else torch.einsum("mk,mkc->mc", k, offsets)      # [M, 3]
-        return x - moved / k.sum(-1, keepdim=True).clamp(min=1.0)
+        if self.warp_nearest_radius is None:
+            weights = k / k.sum(-1, keepdim=True).clamp(min=1.0)                                     # [M, K]
+        else:   # the nearest landmarks' offsets, faded out as the wide kernel's total falls below 1
+            nearest = torch.softmax(-d2 / (2.0 * self.warp_nearest_radius ** 2), -1)
+            weights = nearest * k.sum(-1, keepdim=True).clamp(max=1.0)
+        moved = weights @ offsets[0] if len(landmarks) == 1 else torch.einsum("mk,mkc->mc", weights, offsets)
+        return x - moved                                                                              # [M, 3]
 
     def condition_gate(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, 3] normalised → [M, 1] in (0, 1]: how much of the condition a point reads."""

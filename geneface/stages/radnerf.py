@@ -21,7 +21,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from geneface.data.contract import IDEXP_SCALE
 from geneface.data.frames import arrays
-from geneface.data.landmarks import STD_FLOOR
+from geneface.data.landmarks import STD_FLOOR, inner_lip_aperture, normalize_idexp
 from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
@@ -59,7 +59,7 @@ class RadNerfStage(RendererStage):
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
                  lambda_distortion: float = 0.0, render_min_transmittance: float | None = None,
                  lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0,
-                 lambda_body_opacity: float = 0.0):
+                 lambda_body_opacity: float = 0.0, warp_canonical_quantile: float | None = None):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
@@ -69,6 +69,7 @@ class RadNerfStage(RendererStage):
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
         self.lip_patch_start, self.lambda_patch_ssim = lip_patch_start, lambda_patch_ssim
         self.lambda_body_opacity = lambda_body_opacity
+        self.warp_canonical_quantile = warp_canonical_quantile
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
         self.min_transmittance = min_transmittance if render_min_transmittance is None else render_min_transmittance
@@ -92,7 +93,23 @@ class RadNerfStage(RendererStage):
             mean_points = tensor("mean_shape") + tensor("idexp_lm3d_mean") / IDEXP_SCALE
             offset_scale = tensor("idexp_lm3d_std").clamp(min=STD_FLOOR) / IDEXP_SCALE            # per normalised unit
             box = self.box.to(self.device)
-            self.field.set_moving_points(box.normalize(mean_points), box.half_size, offset_scale / box.half_size)
+            canonical = self.canonical_expression(data, self.trainer.datamodule.images.num_train)
+            self.field.set_moving_points(box.normalize(mean_points), box.half_size, offset_scale / box.half_size,
+                                         canonical)
+
+    def canonical_expression(self, data: dict, num_train: int) -> torch.Tensor | None:
+        """The warp's canonical expression as normalised landmarks [68, 3]: the mean of the training frames
+        whose inner-lip aperture is at or above `warp_canonical_quantile` of theirs; None (the mean
+        expression) without it. Why open: a backward warp can only move what its canonical head has, and a
+        closed canonical mouth has no inside (teeth, dark gap) to carry into an open frame, whereas an open
+        one can be closed by carrying the lips over it."""
+        if self.warp_canonical_quantile is None or self.field.warp_radius is None:
+            return None
+        idexp = np.array(data["idexp_lm3d"][:num_train], np.float32)                          # [T, 68, 3]
+        aperture = inner_lip_aperture(np.array(data["mean_shape"], np.float32) + idexp / IDEXP_SCALE)
+        chosen = aperture >= np.quantile(aperture, self.warp_canonical_quantile)
+        normalised = normalize_idexp(idexp[chosen], np.array(data["idexp_lm3d_mean"]), np.array(data["idexp_lm3d_std"]))
+        return torch.from_numpy(normalised.mean(0)).to(self.device)
 
     @property
     def box(self) -> SceneBox:
