@@ -7,6 +7,7 @@ import hydra
 import numpy as np
 import pytest
 import torch
+from omegaconf import open_dict
 
 from geneface.data.landmarks import EXPRESSION_MOVED
 from geneface.data.nerf_rays import RandomRays, SpeakerImages, WholeFrames
@@ -159,6 +160,8 @@ def test_lips_that_meet_over_an_open_canonical_mouth_carry_each_side_its_own_way
         averaged.set_moving_points(face, half, scale, canonical)
         for point in (on_upper, on_lower):       # inside the canonical mouth (its lips at y 0.35 and 0.45)
             assert 0.37 < float(averaged.warp(point, closed)[0, 1]) < 0.43
+    with pytest.raises(ValueError, match="warp_radius"):
+        _field(warp_nearest_radius=0.01)                        # no warp to shape
 
 
 def test_the_warp_canonical_is_an_open_mouth_of_the_speaker(tmp_path):
@@ -181,6 +184,11 @@ def test_the_warp_canonical_is_an_open_mouth_of_the_speaker(tmp_path):
     canonical_aperture = aperture(denormalize_idexp(canonical, data["idexp_lm3d_mean"], data["idexp_lm3d_std"]))
     assert canonical_aperture > np.quantile(train_apertures, 0.9) > train_apertures.mean(), (
         canonical_aperture, np.quantile(train_apertures, 0.9))
+    with open_dict(cfg):
+        cfg.stage.model.field.warp_radius = None
+        cfg.stage.model.field.warp_nearest_radius = None
+    with pytest.raises(hydra.errors.InstantiationException, match="the warp is off: set stage.model.field.warp_radius"):
+        hydra.utils.instantiate(cfg.stage.model)                 # a canonical for a warp that is off
 
 
 def test_ray_batches_use_the_torso_and_plate_as_the_head_background(tmp_path):

@@ -114,6 +114,9 @@ class RadNerfField(nn.Module):
                  attention_hidden: int = 64, condition_into_density: bool = False,
                  warp_radius: float | None = None, warp_nearest_radius: float | None = None):
         super().__init__()
+        if warp_nearest_radius is not None and warp_radius is None:
+            raise ValueError(f"warp_nearest_radius={warp_nearest_radius} shapes the landmark warp, which is off: set "
+                             "stage.model.field.warp_radius too (0.1 in preset=cpu), or leave warp_nearest_radius null")
         self.condition_radius, self.warp_radius = condition_radius, warp_radius
         self.warp_nearest_radius = warp_nearest_radius
         if condition_radius is not None or warp_radius is not None:

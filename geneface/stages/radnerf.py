@@ -69,6 +69,10 @@ class RadNerfStage(RendererStage):
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
         self.lip_patch_start, self.lambda_patch_ssim = lip_patch_start, lambda_patch_ssim
         self.lambda_body_opacity = lambda_body_opacity
+        if warp_canonical_quantile is not None and field.warp_radius is None:
+            raise ValueError(f"stage.model.warp_canonical_quantile={warp_canonical_quantile} sets the landmark warp's "
+                             "canonical expression, but the warp is off: set stage.model.field.warp_radius too (0.1 "
+                             "in preset=cpu), or leave the quantile null")
         self.warp_canonical_quantile = warp_canonical_quantile
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
@@ -103,7 +107,7 @@ class RadNerfStage(RendererStage):
         expression) without it. Why open: a backward warp can only move what its canonical head has, and a
         closed canonical mouth has no inside (teeth, dark gap) to carry into an open frame, whereas an open
         one can be closed by carrying the lips over it."""
-        if self.warp_canonical_quantile is None or self.field.warp_radius is None:
+        if self.warp_canonical_quantile is None:
             return None
         idexp = np.array(data["idexp_lm3d"][:num_train], np.float32)                          # [T, 68, 3]
         aperture = inner_lip_aperture(np.array(data["mean_shape"], np.float32) + idexp / IDEXP_SCALE)
