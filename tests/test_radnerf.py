@@ -292,8 +292,11 @@ def test_the_lip_phase_trains_on_patches_and_names_a_missing_patch(tmp_path):
 
 def test_the_body_opacity_loss_clears_the_head_off_the_neck_and_torso(tmp_path):
     """stage.model.lambda_body_opacity: rays labelled neck or torso carry `on_body`, and the loss on the
-    head's opacity there leaves it far lower than a run without it (logged as train/body_opacity, which
-    both runs compute), from the same seed and the same rays."""
+    head's opacity there leaves the trained head far less opaque over the body than a run without it,
+    from the same seeds, while the head itself stays about as opaque. Measured on rendered training
+    frames (every neck and torso pixel of six) and averaged over three training seeds: without the loss
+    a 60-step head sheds most of that opacity too, so one run's trajectory decides a single comparison
+    (seed 9999's last logged steps: 0.00057 against 0.00062; rendered, per seed, ratios of 0.05-0.33)."""
     import csv
 
     from geneface.data.contract import Label
@@ -304,20 +307,30 @@ def test_the_body_opacity_loss_clears_the_head_off_the_neck_and_torso(tmp_path):
     item = RandomRays(images, range(images.num_train), num_rays=512)[2]
     lab = images.image_and_labels(item["frame"])[1][item["pixels"][:, 0].numpy(), item["pixels"][:, 1].numpy()]
     assert (item["on_body"].numpy() == ((lab == Label.NECK) | (lab == Label.TORSO))).all() and item["on_body"].any()
+    frames = WholeFrames(images, range(images.num_train), max_frames=6)
 
-    def body_opacity(weight: float) -> float:
-        run = tmp_path / f"run_{weight}"
+    def opacity_on_body_and_head(weight: float, seed: int) -> tuple[float, float]:
+        run = tmp_path / f"run_{weight}_{seed}"
         train(compose_train(["experiment=radnerf_cpu", f"speaker.root={root}", f"paths.output_dir={tmp_path}",
                              f"paths.stage_dir={run}/stage", "logger=csv", "stage.max_steps=60",
                              "stage.val_check_interval=60", "stage.data.num_rays=512", "stage.data.val_frames=1",
-                             "trainer.log_every_n_steps=1", f"stage.model.lambda_body_opacity={weight}"], run))
+                             "trainer.log_every_n_steps=1", f"stage.model.lambda_body_opacity={weight}",
+                             f"seed={seed}"], run))
         rows = [row for path in run.rglob("metrics.csv") for row in csv.DictReader(path.open())]
-        values = [float(r["train/body_opacity"]) for r in rows if r.get("train/body_opacity")]
-        assert len(values) >= 50
-        return float(np.mean(values[-10:]))
+        assert len([r for r in rows if r.get("train/body_opacity")]) >= 50       # logged with or without the loss
+        stage = load_stage(run / "stage" / "last.ckpt")
+        body, head = [], []
+        for frame in frames:
+            _, opacity = stage.render_image(frame["c2w"], frame["window"], frame["background"])   # [H, W]
+            labels = images.image_and_labels(frame["frame"])[1]
+            body.append(opacity[torch.from_numpy((labels == Label.NECK) | (labels == Label.TORSO))].mean().item())
+            head.append(opacity[frame["head_mask"]].mean().item())
+        return float(np.mean(body)), float(np.mean(head))
 
-    without, with_loss = body_opacity(0.0), body_opacity(1.0)
-    assert with_loss < 0.5 * without, (with_loss, without)
+    body_without, head_without = np.mean([opacity_on_body_and_head(0.0, seed) for seed in range(3)], axis=0)
+    body_with, head_with = np.mean([opacity_on_body_and_head(1.0, seed) for seed in range(3)], axis=0)
+    assert body_with < 0.3 * body_without, (body_with, body_without)
+    assert head_with > 0.7 * head_without, (head_with, head_without)
 
 
 def _two_step_head(tmp_path):

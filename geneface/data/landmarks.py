@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from geneface.data.contract import IDEXP_SCALE
+
 # MEDIAPIPE_TO_IBUG68[k] is the MediaPipe index of iBUG point k.
 MEDIAPIPE_TO_IBUG68: tuple[int, ...] = (
     # jaw 0–16
@@ -66,6 +68,12 @@ def inner_lip_aperture(landmarks68: np.ndarray) -> np.ndarray:
 # statistics (idexp_lm3d_mean/std.npy). Training and inference both go through these two functions,
 # so a landmark means the same to a renderer whether it came from the video or from audio.
 STD_FLOOR = 1e-6     # a point that never moves (std 0 in a synthetic or frozen clip) stays finite
+
+
+def absolute_landmarks(idexp: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
+    """[..., 68, 3] raw idexp_lm3d + [68, 3] neutral face → [..., 68, 3] head-frame landmarks
+    (idexp = IDEXP_SCALE·(points − mean_shape))."""
+    return np.asarray(mean_shape) + np.asarray(idexp) / IDEXP_SCALE
 
 
 def normalize_idexp(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

@@ -49,8 +49,7 @@ import torch
 from geneface.data import contract
 from geneface.data.boxes import LIP_BOX_GROW, grown_box
 from geneface.data.frames import arrays, head_removed, val_indices
-from geneface.data.contract import IDEXP_SCALE
-from geneface.data.landmarks import denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
+from geneface.data.landmarks import absolute_landmarks, denormalize_idexp, ibug68_from_mediapipe, inner_lip_aperture
 from geneface.data.landmarks import mouth_points as lip_points
 from geneface.data.nerf_rays import SpeakerImages
 from geneface.inference.landmarks import load_motion_model, speaker_landmarks
@@ -237,7 +236,7 @@ def open_and_closed(split: ValSplit) -> tuple[np.ndarray, int]:
     data = arrays(split.images.root)
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
     idexp = denormalize_idexp(split.landmarks, mean, std)                                   # [T, 68, 3]
-    opening = inner_lip_aperture(np.asarray(data["mean_shape"]) + idexp / IDEXP_SCALE)        # [T]
+    opening = inner_lip_aperture(absolute_landmarks(idexp, data["mean_shape"]))               # [T]
     order = np.argsort(opening, kind="stable")
     count = min(len(order), max(MIN_OPEN, round(len(order) * OPEN_SHARE)))
     return np.sort(order[-count:]), int(order[0])

@@ -21,7 +21,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from geneface.data.contract import IDEXP_SCALE
 from geneface.data.frames import arrays
-from geneface.data.landmarks import STD_FLOOR, inner_lip_aperture, normalize_idexp
+from geneface.data.landmarks import STD_FLOOR, absolute_landmarks, inner_lip_aperture, normalize_idexp
 from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
@@ -110,10 +110,10 @@ class RadNerfStage(RendererStage):
         if self.warp_canonical_quantile is None:
             return None
         idexp = np.array(data["idexp_lm3d"][:num_train], np.float32)                          # [T, 68, 3]
-        aperture = inner_lip_aperture(np.array(data["mean_shape"], np.float32) + idexp / IDEXP_SCALE)
+        aperture = inner_lip_aperture(absolute_landmarks(idexp, data["mean_shape"]))            # [T]
         chosen = aperture >= np.quantile(aperture, self.warp_canonical_quantile)
-        normalised = normalize_idexp(idexp[chosen], np.array(data["idexp_lm3d_mean"]), np.array(data["idexp_lm3d_std"]))
-        return torch.from_numpy(normalised.mean(0)).to(self.device)
+        canonical = normalize_idexp(idexp[chosen].mean(0), data["idexp_lm3d_mean"], data["idexp_lm3d_std"])
+        return torch.from_numpy(canonical).to(self.device)                                   # [68, 3]
 
     @property
     def box(self) -> SceneBox:

@@ -34,7 +34,7 @@ import numpy as np
 
 from geneface.data.contract import FPS, SAMPLE_RATE
 from geneface.data.face_shape import FaceShape, landmarks68
-from geneface.data.landmarks import BROWS, EYES, JAW, MOUTH, NOSE
+from geneface.data.landmarks import BROWS, EYES, JAW, MOUTH, NOSE, absolute_landmarks
 from geneface.media.audio import load_audio, write_wav
 from geneface.media.errors import ProcessingError
 from geneface.media.mp4 import write_mp4
@@ -43,7 +43,6 @@ __all__ = ["RenderOptions", "Layout", "LandmarkInputError", "GENERIC_MEAN_SHAPE"
            "OTHER_RGB", "load_idexp", "load_mean_shape", "absolute_landmarks", "fit_layout", "render_frame",
            "iter_rendered_frames", "write_landmarks_video", "default_out_path"]
 
-IDEXP_SCALE = 10.0
 MOUTH_RGB = (0, 190, 0)
 EYES_RGB = (220, 0, 0)
 OTHER_RGB = (0, 0, 220)
@@ -167,11 +166,6 @@ def load_mean_shape(source: str | os.PathLike | None) -> np.ndarray:
     if not np.isfinite(array).all():
         raise _fail(path, "contains NaN or infinite values")
     return array
-
-
-def absolute_landmarks(idexp: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
-    """[T, 68, 3] raw idexp_lm3d + [68, 3] neutral face → [T, 68, 3] head-frame landmarks."""
-    return mean_shape[None] + idexp / IDEXP_SCALE
 
 
 def fit_layout(landmarks: np.ndarray, options: RenderOptions) -> Layout:
