@@ -26,7 +26,8 @@ def run(cfg: DictConfig) -> dict:
         device=cfg.device, max_frames=cfg.max_frames,
         temperature=cfg.temperature, clamp_std=cfg.clamp_std, smoothing=cfg.smoothing,
         spoken_gain=cfg.spoken_gain, seed=cfg.seed,
-        progress=cfg.progress, frozen=cfg.frozen, strip=cfg.strip, open_control=cfg.open_control)
+        progress=cfg.progress, frozen=cfg.frozen, strip=cfg.strip, open_control=cfg.open_control,
+        truth_blur_px=cfg.truth_blur_px)
     result.update(speaker=cfg.speaker.name, renderer_stage=cfg.renderer, table=format_table(result))
     save_json(cfg.out, result)
     return result

@@ -82,7 +82,8 @@ def test_identity_renderer_scores_perfectly(output_dir, monkeypatch):
     _patch(monkeypatch, fake, driven=lambda split: np.zeros_like(split.landmarks))
     result = run(cfg)
 
-    assert list(result["rows"]) == ["reconstruction", "frozen", "audio_driven", "ground_truth", "real_over_plate"]
+    assert list(result["rows"]) == ["reconstruction", "frozen", "audio_driven", "ground_truth", "truth_blurred",
+                                    "real_over_plate"]
     assert result["val_frames"] == [90, 100] and result["resolution"] == [128, 128]
     # the head-only renderer got each frame's own background; the real, the mean, the predicted landmarks
     assert fake.calls[0]["background"] == (10, 128, 128, 3) and fake.calls[0]["c2w"] == (10, 4, 4)
@@ -119,12 +120,40 @@ def test_worse_renderer_scores_worse(output_dir, monkeypatch):
     _patch(monkeypatch, fake)
     result = run(cfg)
 
-    assert list(result["rows"]) == ["reconstruction", "ground_truth", "real_over_plate"]
+    assert list(result["rows"]) == ["reconstruction", "ground_truth", "truth_blurred", "real_over_plate"]
     assert fake.calls[0]["background"] == (128, 128, 3)           # torso renderers get the plate
     row = result["rows"]["reconstruction"]
     assert row["frames"] == 8 and row["psnr_full"] < 40 and row["ssim_head"] < 0.99
     if row["detection_rate"] > 0 and result["rows"]["ground_truth"]["detection_rate"] > 0:
         assert row["lmd_px"] > 0
+
+
+def test_the_truth_blurred_row_is_the_detectors_floor(output_dir, monkeypatch):
+    """truth_blur_px: the real frames blurred by a Gaussian of that σ, scored as a renderer: image scores
+    just under exact, and (where MediaPipe finds the synthetic face) an LMD above 0 and an aperture r
+    below 1, which is the point of the row: half a pixel of blur already costs the detector that much.
+    A wider blur scores lower; null skips the row and 0 is refused with what to set."""
+    from geneface.evaluate import run
+
+    cfg = compose_evaluate(output_dir, "audio_driven=false", "open_control=false", "strip=null")
+    _touch(Path(cfg.ckpt))
+    _patch(monkeypatch, FakeHead(Path(cfg.speaker.root), shift=3))
+    rows = run(cfg)["rows"]
+    blurred = rows["truth_blurred"]
+    assert 30 < blurred["psnr_mouth"] < evaluation.PSNR_CAP and 0.9 < blurred["ssim_head"] < 1
+    assert blurred["frames"] == 10 and blurred["psnr_head"] > rows["reconstruction"]["psnr_head"]
+    if rows["ground_truth"]["detection_rate"] > 0 and blurred["detection_rate"] > 0:
+        assert blurred["lmd_px"] > 0 and blurred["aperture_r"] < 1
+        assert blurred["responsiveness"] == pytest.approx(rows["frozen"]["lmd_px"] / blurred["lmd_px"])
+    wider = run(compose_evaluate(output_dir, "audio_driven=false", "open_control=false", "strip=null",
+                                 "frozen=false", "truth_blur_px=2.0"))["rows"]["truth_blurred"]
+    assert wider["psnr_mouth"] < blurred["psnr_mouth"] and wider["psnr_head"] < blurred["psnr_head"]
+    skipped = run(compose_evaluate(output_dir, "audio_driven=false", "open_control=false", "strip=null",
+                                   "frozen=false", "truth_blur_px=null"))
+    assert "truth_blurred" not in skipped["rows"]
+    with pytest.raises(ValueError, match="truth_blur_px=0"):
+        run(compose_evaluate(output_dir, "audio_driven=false", "open_control=false", "strip=null",
+                             "frozen=false", "truth_blur_px=0"))
 
 
 def test_real_over_plate_scores_what_the_plate_costs():
