@@ -76,43 +76,6 @@ def test_the_spoken_gain_restores_the_speakers_own_spread_of_jaw_and_lips(tmp_pa
         landmarks.resolve_spoken_gain(-1, None, root)
 
 
-def test_lips_carried_past_each_other_by_the_gain_meet_instead():
-    """Scaling the predicted motion about the speaker's mean (a parted mouth) carries frames predicted
-    nearly shut past closing. With the speaker's mean shape, clamp_and_smooth makes each crossed
-    inner-lip pair meet at its midpoint; frames whose lips did not cross come out as without it, and the
-    re-measured opening no longer reads a crossed mouth as open."""
-    from geneface.data.landmarks import INNER_LIP_PAIRS, absolute_landmarks, inner_lip_aperture
-
-    mean_shape = np.zeros((68, 3), np.float32)
-    mean_shape[33, 1], mean_shape[8, 1] = 0.0, 1.0             # y points down the face: chin below nose
-    mean_shape[36, 0], mean_shape[45, 0] = -0.5, 0.5           # an eye span of 1
-    for upper, lower in INNER_LIP_PAIRS:
-        mean_shape[[upper, lower], 0] = 0.1 * (upper - 62)
-        mean_shape[[upper, lower], 1] = 0.6
-    mean, std = np.zeros((68, 3), np.float32), np.ones((68, 3), np.float32)
-    mean[[61, 62, 63], 1], mean[[65, 66, 67], 1] = -0.2, 0.2  # the mean expression: parted by 0.04
-    gap = np.array([0.04, 0.02, 0.0, 0.03, 0.05])              # predicted openings, one shut
-    idexp = np.repeat(mean[None], len(gap), 0)
-    idexp[:, [61, 62, 63], 1] = -5 * gap[:, None]               # idexp = 10·(points − mean shape)
-    idexp[:, [65, 66, 67], 1] = 5 * gap[:, None]
-    options = dict(clamp_std=1e6, smoothing=0.0, spoken_gain=3.0)
-    plain, plain_raw = clamp_and_smooth(idexp.copy(), mean, std, **options)
-    met, met_raw = clamp_and_smooth(idexp.copy(), mean, std, **options, mean_shape=mean_shape)
-
-    def signed(raw):                                            # lower inner lip below upper: > 0
-        points = absolute_landmarks(raw, mean_shape)
-        return points[:, 66, 1] - points[:, 62, 1]
-
-    scaled = 0.04 + 3 * (gap - 0.04)                           # about the mean: crossed at 0.02 and 0
-    np.testing.assert_allclose(signed(plain_raw), scaled, atol=1e-6)
-    assert (signed(plain_raw) < 0).sum() == 2
-    np.testing.assert_allclose(signed(met_raw), np.maximum(scaled, 0), atol=1e-6)
-    np.testing.assert_array_equal(met[[0, 3, 4]], plain[[0, 3, 4]])     # untouched where they did not cross
-    opening = inner_lip_aperture(absolute_landmarks(met_raw, mean_shape))
-    assert opening[2] == pytest.approx(0, abs=1e-6) and opening[1] == pytest.approx(0, abs=1e-6)
-    assert inner_lip_aperture(absolute_landmarks(plain_raw, mean_shape))[2] > opening[0]    # read as open
-
-
 class _EchoModel(nn.Module):
     """predict() returns the first audio channel of every frame, repeated: checks alignment and padding."""
 

@@ -76,28 +76,6 @@ def absolute_landmarks(idexp: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
     return np.asarray(mean_shape) + np.asarray(idexp) / IDEXP_SCALE
 
 
-INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))   # upper and lower inner-lip points that meet when it shuts
-CHIN, NOSE_TIP = 8, 33
-
-
-def meet_crossed_lips(idexp: np.ndarray, mean_shape: np.ndarray) -> np.ndarray:
-    """Raw idexp [..., 68, 3] → the same with every inner-lip pair whose upper point has passed below
-    its lower one moved (vertically, in the head frame) to meet at their midpoint. Why: a gain on
-    predicted motion scales it about the speaker's mean, which is a parted mouth, so frames predicted
-    nearly shut are carried past closing; lips cannot pass through each other, and a gap measured as a
-    distance reads those frames as open (cnn2's own VAE at its spoken gain of 2.8: 35% of the val frames
-    crossed, the re-measured aperture's r with the real one 0.542 → 0.448)."""
-    mean_shape = np.asarray(mean_shape, np.float64)
-    points = absolute_landmarks(np.asarray(idexp, np.float64), mean_shape)                # [..., 68, 3]
-    down = np.sign(mean_shape[CHIN, 1] - mean_shape[NOSE_TIP, 1])          # which way y points down the face
-    for upper, lower in INNER_LIP_PAIRS:
-        crossed = down * (points[..., lower, 1] - points[..., upper, 1]) < 0
-        middle = 0.5 * (points[..., upper, 1] + points[..., lower, 1])
-        points[..., upper, 1] = np.where(crossed, middle, points[..., upper, 1])
-        points[..., lower, 1] = np.where(crossed, middle, points[..., lower, 1])
-    return ((points - mean_shape) * IDEXP_SCALE).astype(np.asarray(idexp).dtype)
-
-
 def normalize_idexp(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """idexp [..., 68, 3] → float32 (idexp − mean) / max(std, STD_FLOOR)."""
     return ((np.asarray(idexp, np.float32) - mean) / np.maximum(std, STD_FLOOR)).astype(np.float32)

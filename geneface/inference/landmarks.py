@@ -3,9 +3,8 @@
 After prediction the landmarks are normalised with the speaker's idexp mean/std, the jaw and lips'
 motion is scaled to the speaker's own spread (spoken_motion_gain), then clamped per face region
 (GeneFace's `infer_lm3d_clamp_std`) and smoothed by a causal exponential moving average, as the
-original does before rendering; last, inner lips that the gain carried past each other meet instead.
-Audio of any length works: the networks are convolutional over time, so the whole sequence is
-predicted in one pass.
+original does before rendering. Audio of any length works: the networks are convolutional over time,
+so the whole sequence is predicted in one pass.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from torch import nn
 
 from geneface.data import contract
 from geneface.data.frames import arrays
-from geneface.data.landmarks import denormalize_idexp, meet_crossed_lips, normalize_idexp
+from geneface.data.landmarks import denormalize_idexp, normalize_idexp
 from geneface.data.motion_batches import padded_frames
 from geneface.media.audio import load_audio
 from geneface.media.features import audio_features, fit_to_frames
@@ -53,12 +52,10 @@ def load_driving_audio(path: str | Path, max_seconds: float | None = None) -> tu
 
 
 def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp_std: float = 2.5,
-                     smoothing: float = 0.2, spoken_gain: float = 1.0,
-                     mean_shape: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     smoothing: float = 0.2, spoken_gain: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Raw idexp [T, 68, 3] → (normalised [T, 68, 3], raw [T, 68, 3]) after the jaw and lips' motion is
     scaled by spoken_gain (spoken_motion_gain), the per-region clamp and the causal EMA
-    lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream); with the speaker's
-    mean_shape [68, 3], then inner lips that crossed meet (meet_crossed_lips)."""
+    lm_t ← smoothing·lm_{t−1} + (1 − smoothing)·lm_t (recursive, as fixed upstream)."""
     normalised = normalize_idexp(idexp, mean, std)
     normalised[:, SPOKEN_POINTS] *= spoken_gain
     for start, stop, factors in CLAMP_REGIONS:
@@ -67,9 +64,6 @@ def clamp_and_smooth(idexp: np.ndarray, mean: np.ndarray, std: np.ndarray, clamp
     for t in range(1, len(normalised)):
         normalised[t] = smoothing * normalised[t - 1] + (1.0 - smoothing) * normalised[t]
     normalised = normalised.astype(np.float32)
-    if mean_shape is not None:
-        normalised = normalize_idexp(meet_crossed_lips(denormalize_idexp(normalised, mean, std), mean_shape),
-                                     mean, std)
     return normalised, denormalize_idexp(normalised, mean, std)
 
 
@@ -145,12 +139,12 @@ def speaker_landmarks(model, mel: np.ndarray, num_frames: int, speaker_root: str
                       spoken_gain: str | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """mel [2T, 80] → (normalised, raw) idexp [T, 68, 3] as geneface.infer renders them: predicted, then
     the jaw and lips scaled by the spoken gain (resolved after the prediction, so its samples are the
-    same with the gain on or off), clamped and smoothed with the speaker's statistics, crossed lips met."""
+    same with the gain on or off), clamped and smoothed with the speaker's statistics."""
     raw = predict_idexp(model, mel, num_frames, temperature=temperature)
     gain = resolve_spoken_gain(spoken_gain, model, speaker_root, temperature)
     data = arrays(speaker_root)
     mean, std = np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"])
-    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing, gain, np.asarray(data["mean_shape"]))
+    return clamp_and_smooth(raw, mean, std, clamp_std, smoothing, gain)
 
 
 def resolve_spoken_gain(setting: str | float, model, speaker_root: str | Path, temperature: float = 1.0) -> float:

@@ -95,12 +95,12 @@ def load_clips(root: str | Path, kind: str, split: str) -> list[Clip]:
 
 class Predictor:
     """audio → raw idexp from a trained audio2motion (the VAE samples) or postnet (VAE → postnet)
-    checkpoint. `stats` (a speaker's idexp mean, std and mean shape) post-process as geneface.infer does,
-    the jaw and lips scaled by `spoken_gain` (auto: fitted on the train split of `speaker_root`, for the
-    chain and for its VAE alone each), so the rows score the motion that infer renders."""
+    checkpoint. `stats` (a speaker's idexp mean and std) post-process as geneface.infer does, the jaw
+    and lips scaled by `spoken_gain` (auto: fitted on the train split of `speaker_root`, for the chain
+    and for its VAE alone each), so the rows score the motion that infer renders."""
 
     def __init__(self, ckpt: str | Path, device: str = "cpu", temperature: float = 1.0, seed: int = 9999,
-                 stats: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, clamp_std: float = 2.5,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None, clamp_std: float = 2.5,
                  smoothing: float = 0.2, spoken_gain: str | float = 1.0, speaker_root: str | Path | None = None):
         self.ckpt = upstream_checkpoint(ckpt)
         checkpoint = read_checkpoint(self.ckpt, stages=MOTION_STAGES, role="ckpt")
@@ -123,9 +123,8 @@ class Predictor:
         raw = predict_idexp(self.vae if vae_only else self.model, mel, num_frames, self.temperature)
         if self.stats is None:
             return raw
-        mean, std, mean_shape = self.stats
-        return clamp_and_smooth(raw, mean, std, self.clamp_std, self.smoothing,
-                                self.gains["vae" if vae_only else "model"], mean_shape)[1]
+        return clamp_and_smooth(raw, *self.stats, self.clamp_std, self.smoothing,
+                                self.gains["vae" if vae_only else "model"])[1]
 
 
 def repeat_to(mel: np.ndarray, num_frames: int) -> np.ndarray:
@@ -182,7 +181,7 @@ def evaluate_lipsync(root: str | Path, kind: str, ckpt: str | Path, syncnet_ckpt
     stats = None
     if kind != "corpus" and postprocess:
         data = arrays(root)
-        stats = tuple(np.asarray(data[key]) for key in ("idexp_lm3d_mean", "idexp_lm3d_std", "mean_shape"))
+        stats = (np.asarray(data["idexp_lm3d_mean"]), np.asarray(data["idexp_lm3d_std"]))
     predictor = Predictor(ckpt, device, temperature, seed, stats, clamp_std, smoothing, spoken_gain, root)
     syncnet_path = syncnet_ckpt if syncnet_ckpt is not None else predictor.trained_syncnet
     syncnet, note = load_syncnet(syncnet_path, device)
