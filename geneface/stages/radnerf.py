@@ -91,11 +91,11 @@ class RadNerfStage(RendererStage):
             self.occupancy.mark_unseen(self.box, cams["c2w"].to(self.device), cams["focal"],
                                        cams["cx"], cams["cy"], cams["height"], cams["width"])
             data = arrays(self.trainer.datamodule.images.root)
-            def tensor(name: str) -> torch.Tensor:
-                return torch.tensor(np.array(data[name], np.float32), device=self.device)      # [68, 3]
-            # landmarks at the speaker's mean expression, head units (idexp = IDEXP_SCALE·(points − mean_shape))
-            mean_points = tensor("mean_shape") + tensor("idexp_lm3d_mean") / IDEXP_SCALE
-            offset_scale = tensor("idexp_lm3d_std").clamp(min=STD_FLOOR) / IDEXP_SCALE            # per normalised unit
+            mean_points = torch.from_numpy(absolute_landmarks(np.array(data["idexp_lm3d_mean"], np.float32),
+                                                              np.array(data["mean_shape"], np.float32))
+                                           ).to(self.device)               # the mean expression, head units [68, 3]
+            idexp_std = torch.tensor(np.array(data["idexp_lm3d_std"], np.float32), device=self.device)   # [68, 3]
+            offset_scale = idexp_std.clamp(min=STD_FLOOR) / IDEXP_SCALE                           # per normalised unit
             box = self.box.to(self.device)
             canonical = self.canonical_expression(data, self.trainer.datamodule.images.num_train)
             self.field.set_moving_points(box.normalize(mean_points), box.half_size, offset_scale / box.half_size,
