@@ -25,6 +25,10 @@ class FrameRenderer(Protocol):
         """c2w [T, 4, 4], normalised idexp landmarks [T, 68, 3], uint8 background [H, W, 3] (or one per
         frame, [T, H, W, 3]), the mel [2T, 80] → uint8 [H, W, 3] RGB frames, one per input frame."""
 
+    def source_cameras(self, c2w: np.ndarray) -> np.ndarray:
+        """The speaker video's cameras [T, 4, 4] (its c2w.npy) as this renderer was trained on them: with
+        its learnt pose corrections applied to the training frames, where it has any."""
+
 
 def load_renderer(ckpt: str | Path, device: str = "cpu") -> FrameRenderer:
     """A renderer stage's checkpoint (radnerf, radnerf_torso, nerf, nerf_torso) → a renderer on `device`."""

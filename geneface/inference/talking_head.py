@@ -99,7 +99,7 @@ def render_video(renderer: FrameRenderer, speaker_root: str | Path, landmarks: n
                          f"is {frames.width}×{frames.height}: pass the speaker it was trained on")
     if renderer.needs_audio and audio_features is None:
         raise ValueError("this renderer is conditioned on audio: pass audio_features (the driving mel [2T, 80])")
-    source_c2w = np.asarray(arrays(speaker_root)["c2w"], np.float32)
+    source_c2w = renderer.source_cameras(np.asarray(arrays(speaker_root)["c2w"], np.float32))   # [T, 4, 4]
     if str(background) == VIDEO:
         if renderer.draws_torso:
             raise ValueError("background=video pastes a head into the speaker's own frames, whose torso is real: "

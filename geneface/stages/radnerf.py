@@ -26,6 +26,7 @@ from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.occupancy import OccupancyGrid
+from geneface.nerf.pose_refinement import PoseRefinement
 from geneface.nerf.radnerf import RadNerfField
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput, render_rays
@@ -59,7 +60,9 @@ class RadNerfStage(RendererStage):
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
                  lambda_distortion: float = 0.0, render_min_transmittance: float | None = None,
                  lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0,
-                 lambda_body_opacity: float = 0.0, warp_canonical_quantile: float | None = None):
+                 lambda_body_opacity: float = 0.0, warp_canonical_quantile: float | None = None,
+                 pose_refinement: PoseRefinement | None = None, pose_lr: float | None = None,
+                 pose_refine_start: int = 0):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
         self.field, self.occupancy = field, occupancy
         self.register_buffer("aabb", torch.tensor(aabb, dtype=torch.float32))   # head units
@@ -74,6 +77,10 @@ class RadNerfStage(RendererStage):
                              "canonical expression, but the warp is off: set stage.model.field.warp_radius too (0.1 "
                              "in preset=cpu), or leave the quantile null")
         self.warp_canonical_quantile = warp_canonical_quantile
+        # per-frame pose corrections (geneface/nerf/pose_refinement.py), learnt when pose_lr is set, from
+        # step pose_refine_start on (a head that is still a blur gives a pose no direction)
+        self.pose_refinement = pose_refinement if pose_lr else None
+        self.pose_lr, self.pose_refine_start = pose_lr, pose_refine_start
         # early ray termination, training and frames; render_min_transmittance is its name in checkpoints
         # written before training marched too (it then applied to frames only), read as the same value
         self.min_transmittance = min_transmittance if render_min_transmittance is None else render_min_transmittance
@@ -100,6 +107,8 @@ class RadNerfStage(RendererStage):
             canonical = self.canonical_expression(data, self.trainer.datamodule.images.num_train)
             self.field.set_moving_points(box.normalize(mean_points), box.half_size, offset_scale / box.half_size,
                                          canonical)
+            if self.pose_refinement is not None:
+                self.pose_refinement.set_training_frames(self.trainer.datamodule.images.num_train)
 
     def canonical_expression(self, data: dict, num_train: int) -> torch.Tensor | None:
         """The warp's canonical expression as normalised landmarks [68, 3]: the mean of the training frames
@@ -152,6 +161,15 @@ class RadNerfStage(RendererStage):
                      audio: torch.Tensor | None = None) -> torch.Tensor:
         return self.render_image(c2w, window, background)[0]                    # latent code 0
 
+    @torch.no_grad()
+    def source_cameras(self, c2w: np.ndarray) -> np.ndarray:
+        if self.pose_refinement is None:
+            return c2w
+        out = np.array(c2w, np.float32, copy=True)                               # [T, 4, 4]
+        for i in range(min(int(self.pose_refinement.num_train), len(out))):
+            out[i] = self.pose_refinement(torch.from_numpy(out[i]).to(self.device), i).cpu().numpy()
+        return out
+
     # ---------------------------------------------------------------- training
     def in_lip_phase(self, step: int) -> bool:
         return self.lip_patch_start is not None and step >= self.lip_patch_start
@@ -175,7 +193,14 @@ class RadNerfStage(RendererStage):
             pixels = torch.cat([pixels, batch["patch_pixels"]])
             background = torch.cat([background, batch["patch_background"]])
             target = torch.cat([target, batch["patch_rgb"]])
-        out = self.render_rays(batch["c2w"], pixels, background, cond, latent, perturb=True)
+        c2w, logged = batch["c2w"], {}                                         # [4, 4]
+        if self.pose_refinement is not None and step >= self.pose_refine_start:
+            correction = self.pose_refinement.correction(batch["frame"])       # [4, 4]
+            c2w = correction.to(c2w) @ c2w
+            cos = ((correction[:3, :3].trace() - 1) / 2).clamp(-1, 1).detach()
+            logged.update({"train/pose_rotation_deg": torch.rad2deg(torch.arccos(cos)),
+                           "train/pose_shift": correction[:3, 3].detach().norm()})   # head units
+        out = self.render_rays(c2w, pixels, background, cond, latent, perturb=True)
         mse = F.mse_loss(out.rgb, target)
         entropy = opacity_entropy(out.opacity)
         ambient = out.extras.get(FieldOutput.AMBIENT)                   # [N'], absent when nothing was evaluated
@@ -188,9 +213,9 @@ class RadNerfStage(RendererStage):
         # where the body has moved (pasted back, or under the torso stage)
         body_opacity = masked_mean(out.opacity[:n], batch["on_body"])
         loss = loss + self.lambda_body_opacity * body_opacity
-        logged = {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
-                  "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
-                  "train/samples_per_ray": float(out.samples_per_ray)}
+        logged |= {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
+                   "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
+                   "train/samples_per_ray": float(out.samples_per_ray)}
         if lip_phase and self.lambda_patch_ssim > 0:
             side = int(round(len(batch["patch_pixels"]) ** 0.5))
             patch_ssim = patch_structure(out.rgb[n:], batch["patch_rgb"], side)
@@ -218,4 +243,7 @@ class RadNerfStage(RendererStage):
         return rgb, scored
 
     def param_groups(self) -> list[dict]:
-        return self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)
+        groups = self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)
+        if self.pose_refinement is not None:
+            groups.append({"params": [self.pose_refinement.offsets], "lr": self.pose_lr, "name": "pose"})
+        return groups

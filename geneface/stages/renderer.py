@@ -90,6 +90,11 @@ class RendererStage(L.LightningModule):
         [0, 1], audio the frame's `audio_window` (needs_audio renderers) → rgb [H, W, 3]."""
         raise NotImplementedError
 
+    def source_cameras(self, c2w: np.ndarray) -> np.ndarray:
+        """The speaker video's cameras [T, 4, 4] as trained on: the processed ones, unless a stage learnt
+        corrections of them (radnerf's pose refinement)."""
+        return c2w
+
     def audio_window(self, mel: torch.Tensor, frame: int) -> torch.Tensor:
         """The audio condition of one frame from the whole mel [2T, 80] (needs_audio renderers)."""
         raise NotImplementedError
