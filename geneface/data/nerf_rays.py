@@ -173,6 +173,7 @@ class RandomRays(Dataset):
             "background": _to_float(background[rows, cols]),                             # [N, 3]
             "in_face": torch.from_numpy(in_face),                                        # [N]
             "on_body": torch.from_numpy(np.isin(labels[rows, cols], BODY_LABELS)),       # [N] neck or torso
+            "on_head": torch.from_numpy(labels[rows, cols] == contract.Label.HEAD),        # [N]
             "c2w": self.images.c2w[i],                                                   # [4, 4]
             "window": condition_windows(self.images.landmarks, torch.tensor([i]), self.window, "zero")[0],
         }

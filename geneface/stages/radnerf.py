@@ -60,7 +60,8 @@ class RadNerfStage(RendererStage):
                  render_chunk: int = 65536, val_images: int = 4, min_transmittance: float = 1e-4,
                  lambda_distortion: float = 0.0, render_min_transmittance: float | None = None,
                  lip_patch_start: int | None = None, lambda_patch_ssim: float = 0.0,
-                 lambda_body_opacity: float = 0.0, warp_canonical_quantile: float | None = None,
+                 lambda_body_opacity: float = 0.0, lambda_label_opacity: float = 0.0,
+                 warp_canonical_quantile: float | None = None,
                  pose_refinement: PoseRefinement | None = None, pose_lr: float | None = None,
                  pose_refine_start: int = 0):
         super().__init__(optimizer, lr, lr_decay_steps, render_chunk, val_images)
@@ -71,7 +72,7 @@ class RadNerfStage(RendererStage):
         self.lambda_distortion = lambda_distortion   # 0 (checkpoints from before it existed): not computed into the loss
         self.occupancy_update_interval, self.occupancy_update_cells = occupancy_update_interval, occupancy_update_cells
         self.lip_patch_start, self.lambda_patch_ssim = lip_patch_start, lambda_patch_ssim
-        self.lambda_body_opacity = lambda_body_opacity
+        self.lambda_body_opacity, self.lambda_label_opacity = lambda_body_opacity, lambda_label_opacity
         if warp_canonical_quantile is not None and field.warp_radius is None:
             raise ValueError(f"stage.model.warp_canonical_quantile={warp_canonical_quantile} sets the landmark warp's "
                              "canonical expression, but the warp is off: set stage.model.field.warp_radius too (0.1 "
@@ -213,6 +214,13 @@ class RadNerfStage(RendererStage):
         # where the body has moved (pasted back, or under the torso stage)
         body_opacity = masked_mean(out.opacity[:n], batch["on_body"])
         loss = loss + self.lambda_body_opacity * body_opacity
+        # the head's opacity against the labels, 1 on the head and 0 off it: without it a short run leaves
+        # a translucent head (opacity ~0.5 on the synthetic one at 600 steps) through which the neck and
+        # backdrop show, and the entropy loss alone turns that haze into an opaque wall around the head
+        if self.lambda_label_opacity > 0:
+            label_opacity = F.mse_loss(out.opacity[:n], batch["on_head"].to(out.opacity.dtype))
+            loss = loss + self.lambda_label_opacity * label_opacity
+            logged["train/label_opacity"] = label_opacity.detach()
         logged |= {"train/loss": loss, "train/mse": mse, "train/psnr": -10 * torch.log10(mse.detach()),
                    "train/ambient": ambient, "train/distortion": distortion, "train/body_opacity": body_opacity,
                    "train/samples_per_ray": float(out.samples_per_ray)}
