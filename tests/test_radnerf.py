@@ -512,7 +512,7 @@ def test_early_ray_termination_matches_the_dense_render(trained_head):
 def test_pose_refinement_recovers_a_known_pose_error(trained_head):
     """stage.model.pose_lr: a training frame whose processed pose is off by a known rigid motion (3°
     about a tilted axis and 0.036 head units) gets a learnt correction that undoes it:
-    through the stage's own training step, with only the correction learning, the residual motion ends at
+    through the stage's own training step (120 steps), with only the correction learning, the residual motion ends at
     a fraction of the error and the frame renders nearer its truth. The synthetic speaker's poses
     are exact, so the error put in is the answer."""
     from geneface.nerf.pose_refinement import PoseRefinement, rotation_matrix
@@ -540,14 +540,15 @@ def test_pose_refinement_recovers_a_known_pose_error(trained_head):
 
     def frame_error() -> float:
         batch = WholeFrames(images, [frame])[0]
-        c2w = stage.pose_refinement(images.c2w[frame], frame)
+        c2w = stage.pose_refinement.correction(frame) @ images.c2w[frame]
         rgb, _ = stage.render_image(c2w, batch["window"], batch["background"])
         return float(((rgb - batch["rgb"]) ** 2).mean())
 
     angle_before, shift_before = residual()
     mse_before = frame_error()
     optimizer = torch.optim.Adam(stage.pose_refinement.parameters(), lr=stage.pose_lr)
-    for _ in range(80):
+    torch.manual_seed(0)                                          # the rays drawn
+    for _ in range(120):
         optimizer.zero_grad()
         stage.training_step(rays[0], 0).backward()
         optimizer.step()
@@ -555,7 +556,7 @@ def test_pose_refinement_recovers_a_known_pose_error(trained_head):
     mse_after = frame_error()
     print(f"residual rotation {angle_before:.2f}° → {angle_after:.2f}°, translation {shift_before:.3f} → "
           f"{shift_after:.3f} head units; frame mse {mse_before:.5f} → {mse_after:.5f}")
-    # measured: 3.00° → 0.24°, 0.036 → 0.011, mse 0.00090 → 0.00034 (translation is the weaker of the two:
+    # measured: 3.00° → 0.24–0.60° and 0.036 → 0.011–0.007 over 80 steps, → 0.45° and 0.004 over 120 (translation, the weaker:
     # at a focal of 2 image widths a shift along the ray changes the frame little)
     assert angle_after < angle_before / 4 and shift_after < shift_before / 2
     assert mse_after < 0.6 * mse_before

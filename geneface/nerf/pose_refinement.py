@@ -20,17 +20,25 @@ from torch import Tensor, nn
 
 
 def rotation_matrix(rotvec: Tensor) -> Tensor:
-    """Rodrigues: rotation vector [3] (radians) → [3, 3], differentiable at 0."""
-    theta2 = (rotvec * rotvec).sum()
-    k = torch.zeros(3, 3, dtype=rotvec.dtype, device=rotvec.device)
-    k[0, 1], k[0, 2], k[1, 2] = -rotvec[2], rotvec[1], -rotvec[0]
-    k = k - k.T                                                       # [ω]×
+    """Rodrigues: rotation vectors [..., 3] (radians) → [..., 3, 3], differentiable at 0."""
+    theta2 = (rotvec * rotvec).sum(-1)[..., None, None]                       # [..., 1, 1]
+    x, y, z = rotvec.unbind(-1)
+    zero = torch.zeros_like(x)
+    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*rotvec.shape[:-1], 3, 3)  # [ω]×
     theta = theta2.clamp(min=1e-12).sqrt()
     # sin θ/θ and (1 − cos θ)/θ², by their series near 0 (the corrections are a degree or two)
     small = theta2 < 1e-6
     a = torch.where(small, 1 - theta2 / 6, torch.sin(theta) / theta)
     b = torch.where(small, 0.5 - theta2 / 24, (1 - torch.cos(theta)) / theta2.clamp(min=1e-12))
     return torch.eye(3, dtype=rotvec.dtype, device=rotvec.device) + a * k + b * (k @ k)
+
+
+def rigid_transform(offset: Tensor) -> Tensor:
+    """(rotation vector, translation) [..., 6] → [..., 4, 4]."""
+    g = torch.eye(4, dtype=offset.dtype, device=offset.device).expand(*offset.shape[:-1], 4, 4).clone()
+    g[..., :3, :3] = rotation_matrix(offset[..., :3])
+    g[..., :3, 3] = offset[..., 3:]
+    return g
 
 
 class PoseRefinement(nn.Module):
@@ -49,18 +57,19 @@ class PoseRefinement(nn.Module):
                              f"{len(self.offsets)}: raise stage.model.pose_refinement.num_frames")
         self.num_train.fill_(num_train)
 
-    def correction(self, frame: int | Tensor) -> Tensor:
-        """Frame's rigid correction G [4, 4] (identity for a frame past the training frames)."""
+    def offset(self, frame: int | Tensor) -> Tensor:
+        """Frame's correction [6] at zero mean over the training frames (zeros past them)."""
         n = int(self.num_train)
-        eye = torch.eye(4, device=self.offsets.device)
-        if n == 0 or int(frame) >= n:
-            return eye
-        offset = self.offsets[int(frame)] - self.offsets[:n].mean(0)             # [6], zero mean
-        g = eye.clone()
-        g[:3, :3] = rotation_matrix(offset[:3])
-        g[:3, 3] = offset[3:]
-        return g
+        if int(frame) >= n:
+            return self.offsets.new_zeros(6)
+        return self.offsets[int(frame)] - self.offsets[:n].mean(0)
 
-    def forward(self, c2w: Tensor, frame: int | Tensor) -> Tensor:
-        """c2w [4, 4] of training frame `frame` → its corrected c2w [4, 4]."""
-        return self.correction(frame).to(c2w) @ c2w
+    def correction(self, frame: int | Tensor) -> Tensor:
+        """Frame's rigid correction G [4, 4] (identity past the training frames)."""
+        return rigid_transform(self.offset(frame))
+
+    def forward(self, c2w: Tensor) -> Tensor:
+        """The cameras c2w [T, 4, 4] of frames 0 … T − 1 (a speaker's c2w.npy) → corrected [T, 4, 4]."""
+        n = min(int(self.num_train), len(c2w))
+        offsets = self.offsets[:n] - self.offsets[:int(self.num_train)].mean(0)        # [n, 6]
+        return torch.cat([rigid_transform(offsets).to(c2w) @ c2w[:n], c2w[n:]])

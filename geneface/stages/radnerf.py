@@ -26,7 +26,7 @@ from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.occupancy import OccupancyGrid
-from geneface.nerf.pose_refinement import PoseRefinement
+from geneface.nerf.pose_refinement import PoseRefinement, rigid_transform
 from geneface.nerf.radnerf import RadNerfField
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput, render_rays
@@ -166,10 +166,8 @@ class RadNerfStage(RendererStage):
     def source_cameras(self, c2w: np.ndarray) -> np.ndarray:
         if self.pose_refinement is None:
             return c2w
-        out = np.array(c2w, np.float32, copy=True)                               # [T, 4, 4]
-        for i in range(min(int(self.pose_refinement.num_train), len(out))):
-            out[i] = self.pose_refinement(torch.from_numpy(out[i]).to(self.device), i).cpu().numpy()
-        return out
+        cameras = torch.as_tensor(np.asarray(c2w, np.float32), device=self.device)         # [T, 4, 4]
+        return self.pose_refinement(cameras).cpu().numpy()
 
     # ---------------------------------------------------------------- training
     def in_lip_phase(self, step: int) -> bool:
@@ -196,11 +194,10 @@ class RadNerfStage(RendererStage):
             target = torch.cat([target, batch["patch_rgb"]])
         c2w, logged = batch["c2w"], {}                                         # [4, 4]
         if self.pose_refinement is not None and step >= self.pose_refine_start:
-            correction = self.pose_refinement.correction(batch["frame"])       # [4, 4]
-            c2w = correction.to(c2w) @ c2w
-            cos = ((correction[:3, :3].trace() - 1) / 2).clamp(-1, 1).detach()
-            logged.update({"train/pose_rotation_deg": torch.rad2deg(torch.arccos(cos)),
-                           "train/pose_shift": correction[:3, 3].detach().norm()})   # head units
+            offset = self.pose_refinement.offset(batch["frame"])                # [6]
+            c2w = rigid_transform(offset).to(c2w) @ c2w
+            logged.update({"train/pose_rotation_deg": torch.rad2deg(offset[:3].detach().norm()),
+                           "train/pose_shift": offset[3:].detach().norm()})           # head units
         out = self.render_rays(c2w, pixels, background, cond, latent, perturb=True)
         mse = F.mse_loss(out.rgb, target)
         entropy = opacity_entropy(out.opacity)
