@@ -556,8 +556,8 @@ def test_pose_refinement_recovers_a_known_pose_error(trained_head):
     mse_after = frame_error()
     print(f"residual rotation {angle_before:.2f}° → {angle_after:.2f}°, translation {shift_before:.3f} → "
           f"{shift_after:.3f} head units; frame mse {mse_before:.5f} → {mse_after:.5f}")
-    # measured: 3.00° → 0.24–0.60° and 0.036 → 0.011–0.007 over 80 steps, → 0.45° and 0.004 over 120 (translation, the weaker:
-    # at a focal of 2 image widths a shift along the ray changes the frame little)
+    # measured: 3.00° → 0.24–0.60° and 0.036 → 0.011–0.007 over 80 unseeded steps, → 0.45° and 0.004 over
+    # these 120 (translation is the weaker: at a focal of 2 image widths a shift along the ray shows little)
     assert angle_after < angle_before / 4 and shift_after < shift_before / 2
     assert mse_after < 0.6 * mse_before
 
