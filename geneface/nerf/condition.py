@@ -57,7 +57,7 @@ class LandmarkCondition(nn.Module):
     once nothing held the ambient coordinate near zero (lambda_ambient 0), until the ambient tanh
     saturated at every point and the render no longer depended on the landmarks at all. Normed, it
     stayed at size 8 but one ambient channel still saturated and the mouth still did not follow
-    (README, radnerf: open-mouth gain +0.10 dB), so it is off by default."""
+    (docs/results.md, radnerf: open-mouth gain +0.10 dB), so it is off by default."""
 
     def __init__(self, in_dim: int = LANDMARK_DIM, out_dim: int = 64, window: int = WINDOW,
                  smooth: bool = True, normalize: bool = False):

@@ -29,8 +29,8 @@ landmarks and Δᵢ their offsets from the speaker's mean expression (head units
 field is a canonical head at the mean expression, and a frame's lips and jaw carry the points around
 them where that frame's landmarks put them (RigNeRF's 3DMM-guided deformation, with landmarks). Why:
 every other path has to learn from the photometric loss alone that the mouth depends on the condition,
-and at CPU sizes none did reliably (README, radnerf); a warp opens and closes the mouth from the first
-step, for audio-driven landmarks too, and leaves the learned paths only what moves without geometry
+and at CPU sizes none did reliably (docs/results.md, radnerf); a warp opens and closes the mouth from the
+first step, for audio-driven landmarks too, and leaves the learned paths only what moves without geometry
 (teeth, the mouth's inside). The condition then carries the frame's normalised landmarks of the
 moving points after its encoded feature (`encode`).
 

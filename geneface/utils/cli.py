@@ -17,7 +17,7 @@ HOW_TO_ADD = {
                "    python -m geneface.process speaker={name} video=<their video>.mp4\n"
                "(a clip corpus: python -m geneface.process.corpus src=<dir> name={name})",
     "stage": "A stage is a file in configs/stage/; the pipeline's order is syncnet, audio2motion, postnet, "
-             "radnerf, radnerf_torso (README: 'Stages').",
+             "radnerf, radnerf_torso (README: 'Training').",
 }
 
 
