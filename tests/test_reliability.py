@@ -24,8 +24,8 @@ from omegaconf import OmegaConf
 
 from geneface.media.audio import write_wav
 from geneface.train import train
-from geneface.utils.checkpoints import (DamagedCheckpointError, MissingCheckpointError, WrongStageCheckpointError,
-                                        load_stage, upstream_checkpoint)
+from geneface.utils.checkpoints import (DamagedCheckpointError, MissingCheckpointError, OutdatedCheckpointError,
+                                        WrongStageCheckpointError, load_stage, upstream_checkpoint)
 from hydra_utils import CONFIG_DIR, REPO_ROOT, compose_train
 
 SMALL_SYNCNET = [  # a SyncNet small enough for 2 CPU cores (as tests/test_train.py)
@@ -64,6 +64,28 @@ def test_a_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, damage):
     with pytest.raises(DamagedCheckpointError, match="Train its stage again") as err:
         load_stage(path)
     assert str(path) in str(err.value) and "damaged" in str(err.value)
+
+
+@pytest.mark.parametrize("change", ["class", "argument"])
+def test_a_checkpoint_from_another_version_names_the_key_and_the_fix(tmp_path, change):
+    """A checkpoint whose saved config names a class this code lacks, or passes an argument its class no
+    longer takes (old code: Hydra's bare "Error locating target ..." / InstantiationException)."""
+    path = _syncnet_checkpoint(tmp_path)
+    checkpoint = torch.load(path, weights_only=False)
+    model = checkpoint["geneface_config"]["stage"]["model"]
+    if change == "class":
+        model["pose_helper"] = {"_target_": "geneface.nerf.gone.PoseHelper"}     # a sub-module since removed
+    else:
+        model["window_gizmo"] = 3
+    torch.save(checkpoint, path)
+    with pytest.raises(OutdatedCheckpointError, match="another version of geneface") as err:
+        load_stage(path)
+    message = str(err.value)
+    assert str(path) in message and "stage=syncnet" in message and "resume=false" in message
+    if change == "class":
+        assert "geneface.nerf.gone.PoseHelper (at stage.model.pose_helper)" in message
+    else:
+        assert "'window_gizmo'" in message
 
 
 def _compose_infer(output_dir: Path, *overrides: str):

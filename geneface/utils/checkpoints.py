@@ -4,6 +4,7 @@ finds and rebuilds its upstream."""
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -31,6 +32,11 @@ class DamagedCheckpointError(ValueError):
 
 class WrongStageCheckpointError(ValueError):
     """A checkpoint of one stage was given where another stage's is needed; names both."""
+
+
+class OutdatedCheckpointError(ValueError):
+    """A checkpoint written by another version of geneface: its saved config names a class or an argument
+    this code does not have. Names the config key and the way out."""
 
 
 def _known_stage(name: str) -> bool:
@@ -117,8 +123,6 @@ def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu"
     checkpoint already read with torch.load) and load its weights; a path is read by read_checkpoint
     (`stages`, `role`: see there). A module may define `on_load_stage(checkpoint)`, called first, to
     restore extra state. Returns it in eval mode."""
-    from hydra.utils import instantiate
-
     if isinstance(path, dict):
         checkpoint = path
         if checkpoint.get("geneface_config") is None:
@@ -127,9 +131,51 @@ def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu"
     else:
         checkpoint = read_checkpoint(path, map_location, stages, role)
     config = checkpoint["geneface_config"]
-    module = instantiate(config["stage"]["model"])
+    module = _instantiate_saved(config, path if not isinstance(path, dict) else role)
     hook = getattr(module, "on_load_stage", None)
     if callable(hook):              # e.g. the postnet rebuilds the frozen VAE stored beside its weights
         hook(checkpoint)
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
+
+
+def _config_keys_with(node, value, prefix: str) -> list[str]:
+    """The dotted keys under a plain config `node` whose `_target_` is `value`."""
+    found = []
+    if isinstance(node, dict):
+        if node.get("_target_") == value:
+            found.append(prefix)
+        for key, child in node.items():
+            found += _config_keys_with(child, value, f"{prefix}.{key}")
+    return found
+
+
+def _instantiate_saved(config: dict, source) -> torch.nn.Module:
+    """Build the stage module from a checkpoint's saved config. Why a wrapper: a checkpoint from another
+    version of the code can name a class that has since moved or gone, or an argument the class no longer
+    takes, and Hydra's own error ("Error locating target ...") says neither which file nor what to do."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config["stage"]["model"])
+    except InstantiationException as err:
+        message = str(err)
+        stage = config["stage"].get("name", "<stage>")
+        retrain = (f"Load it with the version of geneface that wrote it, or train the stage again with this one "
+                   f"(python -m geneface.train stage={stage} speaker=<speaker> resume=false).")
+        missing = re.search(r"Error locating target '([^']+)'", message)
+        if missing:
+            keys = _config_keys_with(config["stage"]["model"], missing.group(1), "stage.model")
+            where = f" (at {keys[0]})" if keys else ""
+            raise OutdatedCheckpointError(
+                f"{source} was written by another version of geneface: its config asks for "
+                f"{missing.group(1)}{where}, which this code does not have. {retrain}") from None
+        unexpected = re.search(r"Error in call to target '([^']+)'.*unexpected keyword argument '([^']+)'",
+                               message, re.DOTALL)
+        if unexpected:
+            raise OutdatedCheckpointError(
+                f"{source} was written by another version of geneface: its config passes "
+                f"'{unexpected.group(2)}' to {unexpected.group(1)}, which this code's {unexpected.group(1)} "
+                f"does not take. {retrain}") from None
+        raise
