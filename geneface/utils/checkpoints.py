@@ -139,17 +139,6 @@ def load_stage(path: str | Path | dict, map_location: str | torch.device = "cpu"
     return module.eval()
 
 
-def _config_keys_with(node, value, prefix: str) -> list[str]:
-    """The dotted keys under a plain config `node` whose `_target_` is `value`."""
-    found = []
-    if isinstance(node, dict):
-        if node.get("_target_") == value:
-            found.append(prefix)
-        for key, child in node.items():
-            found += _config_keys_with(child, value, f"{prefix}.{key}")
-    return found
-
-
 def _instantiate_saved(config: dict, source) -> torch.nn.Module:
     """Build the stage module from a checkpoint's saved config. Why a wrapper: a checkpoint from another
     version of the code can name a class that has since moved or gone, or an argument the class no longer
@@ -161,21 +150,19 @@ def _instantiate_saved(config: dict, source) -> torch.nn.Module:
         return instantiate(config["stage"]["model"])
     except InstantiationException as err:
         message = str(err)
-        stage = config["stage"].get("name", "<stage>")
-        retrain = (f"Load it with the version of geneface that wrote it, or train the stage again with this one "
-                   f"(python -m geneface.train stage={stage} speaker=<speaker> resume=false).")
         missing = re.search(r"Error locating target '([^']+)'", message)
-        if missing:
-            keys = _config_keys_with(config["stage"]["model"], missing.group(1), "stage.model")
-            where = f" (at {keys[0]})" if keys else ""
-            raise OutdatedCheckpointError(
-                f"{source} was written by another version of geneface: its config asks for "
-                f"{missing.group(1)}{where}, which this code does not have. {retrain}") from None
         unexpected = re.search(r"Error in call to target '([^']+)'.*unexpected keyword argument '([^']+)'",
                                message, re.DOTALL)
-        if unexpected:
-            raise OutdatedCheckpointError(
-                f"{source} was written by another version of geneface: its config passes "
-                f"'{unexpected.group(2)}' to {unexpected.group(1)}, which this code's {unexpected.group(1)} "
-                f"does not take. {retrain}") from None
-        raise
+        if not (missing or unexpected):
+            raise
+        # Hydra names the failing node relative to the config it was given, and nothing for its root
+        node = re.search(r"full_key: (\S+)", message)
+        where = "stage.model" + (f".{node.group(1)}" if node else "")
+        what = (f"asks for {missing.group(1)} (at {where}), which this code does not have" if missing else
+                f"passes '{unexpected.group(2)}' to {unexpected.group(1)} (at {where}), which this code's "
+                f"{unexpected.group(1)} does not take")
+        stage = config["stage"].get("name", "<stage>")
+        raise OutdatedCheckpointError(
+            f"{source} was written by another version of geneface: its config {what}. Load it with the version "
+            f"of geneface that wrote it, or train the stage again with this one (python -m geneface.train "
+            f"stage={stage} speaker=<speaker> resume=false).") from None
