@@ -13,7 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from geneface.inference.evaluation import evaluate_speaker, format_table
-from geneface.utils.cli import check_choices, require_speaker_kind
+from geneface.utils.cli import check_choices, errors_as_exit, require_speaker_kind
 from geneface.utils.io import save_json
 from geneface.utils.threads import set_threads
 
@@ -36,11 +36,8 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    try:
+    with errors_as_exit(FileNotFoundError, ValueError):
         result = run(cfg)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     (first, end), (height, width) = result["val_frames"], result["resolution"]
     print(f"\n{cfg.speaker.name}, {cfg.renderer}, val frames {first}–{end - 1} at {width}x{height}:")
     print(result["table"])

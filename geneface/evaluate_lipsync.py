@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from geneface.inference.lipsync import evaluate_lipsync
 from geneface.inference.lipsync_report import markdown_report, plot_openings, summary_table
-from geneface.utils.cli import check_choices
+from geneface.utils.cli import check_choices, errors_as_exit
 from geneface.utils.io import save_json, save_text
 from geneface.utils.threads import set_threads
 
@@ -46,11 +46,8 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate_lipsync")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    try:
+    with errors_as_exit(FileNotFoundError, ValueError):
         result = run(cfg)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(f"\n{cfg.speaker.name}, {result['split']} split, {len(result['clips'])} clips, "
           f"model {result['model_stage']} ({result['wall_s']:.1f} s):")
     print(summary_table(result["mean"], result))

@@ -21,7 +21,7 @@ from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import VIDEO, render_video, renderer_stage, resolve_background
 from geneface.media.audio import write_wav
 from geneface.utils.checkpoints import MissingCheckpointError, upstream_checkpoint
-from geneface.utils.cli import check_choices, require_speaker_kind
+from geneface.utils.cli import check_choices, errors_as_exit, require_speaker_kind
 from geneface.utils.io import save_npy, temporary_dir_beside
 from geneface.utils.threads import set_threads
 
@@ -78,11 +78,8 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    try:
+    with errors_as_exit(FileNotFoundError, ValueError, MissingCheckpointError):
         outputs = infer(cfg)
-    except (FileNotFoundError, ValueError, MissingCheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     print(f"landmarks: {outputs['lm3d']}")
     if "video" in outputs:
         print(f"video: {outputs['video']}")

@@ -165,6 +165,30 @@ def test_inference_on_a_corpus_says_it_is_a_corpus(tmp_path):
         infer(cfg)
 
 
+@pytest.mark.parametrize(("command", "missing"), [(["geneface.infer", "wav={tmp}/a.wav"], "postnet/selected.ckpt"),
+                                                  (["geneface.evaluate"], "radnerf/best.ckpt")])
+def test_an_entry_point_missing_a_checkpoint_prints_one_error_line(tmp_path, command, missing):
+    """A speaker with nothing trained: exit status 1, one `error:` naming the file and the command that
+    makes it, no traceback (geneface.utils.cli.errors_as_exit)."""
+    write_wav(tmp_path / "a.wav", np.zeros(16000))
+    command = [arg.format(tmp=tmp_path) for arg in command]
+    proc = subprocess.run([sys.executable, "-m", *command, "speaker=demo", f"paths.output_dir={tmp_path}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: {tmp_path}/demo/{missing} does not exist" in proc.stderr
+    assert "python -m geneface.train stage=" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unexpected_error_in_an_entry_point_keeps_its_traceback():
+    from geneface.utils.cli import errors_as_exit
+
+    with pytest.raises(SystemExit) as exited, errors_as_exit(FileNotFoundError, ValueError):
+        raise ValueError("bad input")
+    assert exited.value.code == 1
+    with pytest.raises(KeyError), errors_as_exit(FileNotFoundError, ValueError):
+        raise KeyError("a bug")
+
+
 # --- threads (issue 17 #6) ------------------------------------------------------------------------
 
 def test_auto_threads_leave_busy_cores_to_the_other_job(monkeypatch):

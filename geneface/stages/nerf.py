@@ -19,7 +19,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from geneface.metrics.image import mask_box
 from geneface.nerf.mlp_nerf import MlpNerfHead
 from geneface.nerf.rays import SceneBox, image_pixels, pixel_rays
 from geneface.nerf.renderer import RenderOutput
@@ -115,11 +114,7 @@ class NerfStage(RendererStage):
     # ---------------------------------------------------------------- validation (training sample counts)
     def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         rgb, _ = self.render_image(batch["c2w"], batch["window"], batch["background"])
-        target, scored = batch["rgb"], {"val/psnr_full": (rgb, batch["rgb"])}
-        box = mask_box(batch["head_mask"])                                     # the head's bounding box
-        if box is not None:
-            scored.update({"val/psnr": (rgb[box], target[box]), "val/ssim": (rgb[box], target[box])})
-        return rgb, scored
+        return rgb, self.head_scores(rgb, batch)
 
     def param_groups(self) -> list[dict]:
         return self.head.param_groups(self.lr, self.smoother_lr_scale)

@@ -22,7 +22,6 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from geneface.data.contract import IDEXP_SCALE
 from geneface.data.frames import arrays
 from geneface.data.landmarks import STD_FLOOR, absolute_landmarks, inner_lip_aperture, normalize_idexp
-from geneface.metrics.image import mask_box
 from geneface.nerf.fields import FieldOutput
 from geneface.nerf.losses import opacity_entropy
 from geneface.nerf.occupancy import OccupancyGrid
@@ -241,11 +240,7 @@ class RadNerfStage(RendererStage):
     # ---------------------------------------------------------------- validation
     def validation_images(self, batch: dict) -> tuple[torch.Tensor, dict[str, tuple]]:
         rgb, _ = self.render_image(batch["c2w"], batch["window"], batch["background"], latent_index=0)
-        target, scored = batch["rgb"], {"val/psnr_full": (rgb, batch["rgb"])}
-        box = mask_box(batch["head_mask"])                                     # the head's bounding box
-        if box is not None:
-            scored.update({"val/psnr": (rgb[box], target[box]), "val/ssim": (rgb[box], target[box])})
-        return rgb, scored
+        return rgb, self.head_scores(rgb, batch)
 
     def param_groups(self) -> list[dict]:
         groups = self.field.param_groups(self.lr, self.grid_lr_scale, self.smoother_lr_scale)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
-from geneface.metrics.image import ImageMetrics
+from geneface.metrics.image import ImageMetrics, mask_box
 from geneface.nerf.condition import condition_windows
 from geneface.stages.frozen import FrozenNets
 
@@ -142,6 +142,16 @@ class RendererStage(L.LightningModule):
         """→ (the val render [H, W, 3], {metric name: (pred, target) [H, W, 3]}); a metric of a region
         (the head box) gets the cropped images, or is left out of the dict when the region is empty."""
         raise NotImplementedError
+
+    @staticmethod
+    def head_scores(rgb: torch.Tensor, batch: dict) -> dict[str, tuple]:
+        """A head stage's val metrics: its head label's bounding box (val/psnr, val/ssim; left out of a
+        frame without one), which is what the stage is judged on, and the full frame (val/psnr_full)."""
+        target, scored = batch["rgb"], {"val/psnr_full": (rgb, batch["rgb"])}
+        box = mask_box(batch["head_mask"])                                     # the head's bounding box
+        if box is not None:
+            scored.update({"val/psnr": (rgb[box], target[box]), "val/ssim": (rgb[box], target[box])})
+        return scored
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         rgb, scored = self.validation_images(batch)

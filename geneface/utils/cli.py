@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"   # the repository's configs/
@@ -63,3 +65,15 @@ def check_choices(argv: list[str], groups: tuple[str, ...] = ("speaker", "stage"
             if message:
                 print(f"error: {message}", file=sys.stderr)
                 raise SystemExit(2)
+
+
+@contextmanager
+def errors_as_exit(*expected: type[BaseException]) -> Iterator[None]:
+    """An entry point's expected failures (a missing file, bad input: their messages already say what is
+    wrong and what to do) as one `error:` line and exit status 1 instead of a traceback; anything else
+    is a bug and keeps its traceback."""
+    try:
+        yield
+    except expected as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

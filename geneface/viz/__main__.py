@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from geneface.media.errors import ProcessingError
+from geneface.utils.cli import errors_as_exit
 from geneface.viz.landmarks_video import write_landmarks_video
 
 log = logging.getLogger("geneface.viz")
@@ -17,13 +17,10 @@ log = logging.getLogger("geneface.viz")
 
 @hydra.main(version_base="1.3", config_path="../../configs/viz", config_name="landmarks")
 def main(cfg: DictConfig) -> None:
-    try:
+    with errors_as_exit(ProcessingError, ValueError, RuntimeError):
         options = instantiate(cfg.render, views=OmegaConf.to_container(cfg.render.views))
         out = write_landmarks_video(cfg.npy, cfg.out, audio=cfg.audio, mean_shape=cfg.mean_shape,
                                     options=options, max_seconds=cfg.max_seconds)
-    except (ProcessingError, ValueError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
     face = f"mean shape {cfg.mean_shape}" if cfg.mean_shape else "a generic mean face (pass mean_shape=<dataset>)"
     log.info(f"wrote {out} ({face})")
 
