@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -261,6 +262,17 @@ def test_failed_rewrite_keeps_the_old_dataset(tiny_speaker: Path, make_speaker_i
         write_speaker_dataset(tiny_speaker, **inputs)
     assert validate(tiny_speaker).num_frames == T
     assert sorted(p.name for p in tiny_speaker.parent.iterdir()) == ["tiny"]
+
+
+@pytest.mark.parametrize(("edit", "words"), [(lambda a: a.pop("head_t"), "missing arrays ['head_t']"),
+                                             (lambda a: a.update(lips=a["head_t"]), "arrays ['lips'] are not in "
+                                              "the data contract (docs/data_format.md)")])
+def test_a_writer_given_arrays_off_the_contract_names_them(tmp_path: Path, make_clip_arrays, edit, words):
+    arrays = make_clip_arrays(6)
+    edit(arrays)
+    with pytest.raises(ValueError, match=re.escape(f"clip s1/c1: {words}")):
+        write_clip(tmp_path, "s1", "c1", arrays)
+    assert not (tmp_path / contract.CORPUS_CLIPS_DIR).exists()          # nothing written
 
 
 # --- docs/data_format.md agrees with contract.py ----------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 SCHEMA_VERSION = 1
 
 FPS = 25                     # video frames per second
@@ -48,6 +50,20 @@ class ArraySpec:
     shape: tuple[str | int, ...]   # symbols resolved from the dataset's meta
     doc: str
     required: bool = True
+
+
+def cast_to_contract(arrays: dict, specs: tuple[ArraySpec, ...], owner: str) -> dict[str, np.ndarray]:
+    """`arrays` cast to their specs' dtypes, for a writer. A required array missing or one the contract
+    does not know is a ValueError naming `owner` (e.g. "speaker May"): a reader would fail on it later,
+    further from the cause."""
+    specs_by_name = {spec.name: spec for spec in specs}
+    missing = [spec.name for spec in specs if spec.required and spec.name not in arrays]
+    if missing:
+        raise ValueError(f"{owner}: missing arrays {missing}")
+    unknown = sorted(set(arrays) - set(specs_by_name))
+    if unknown:
+        raise ValueError(f"{owner}: arrays {unknown} are not in the data contract (docs/data_format.md)")
+    return {name: np.asarray(value, dtype=specs_by_name[name].dtype) for name, value in arrays.items()}
 
 
 # Speaker dataset: one directory, arrays as `<name>.npy` next to frames/, labels/, background.png.

@@ -35,15 +35,9 @@ def clip_path(root: str | Path, speaker: str, clip: str) -> Path:
 
 def write_clip(root: str | Path, speaker: str, clip: str, arrays: dict[str, np.ndarray]) -> Path:
     """Atomically write one clip record; arrays are cast to the contract's dtypes."""
-    specs = {s.name: s for s in contract.CLIP_ARRAYS}
-    missing = [s.name for s in contract.CLIP_ARRAYS if s.required and s.name not in arrays]
-    if missing:
-        raise ValueError(f"clip {speaker}/{clip}: missing arrays {missing}")
-    unknown = sorted(set(arrays) - set(specs))
-    if unknown:
-        raise ValueError(f"clip {speaker}/{clip}: arrays {unknown} are not in the contract")
+    cast = contract.cast_to_contract(arrays, contract.CLIP_ARRAYS, f"clip {speaker}/{clip}")
     out = clip_path(root, speaker, clip)
-    save_npz(out, **{k: np.asarray(v, dtype=specs[k].dtype) for k, v in arrays.items()})
+    save_npz(out, **cast)
     return out
 
 

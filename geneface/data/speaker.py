@@ -58,19 +58,13 @@ def write_speaker_dataset(
     Images are either encoded from `frames`/`labels` or, when processing already wrote them,
     moved from `images_from` (no re-encoding; that directory loses its frames/ and labels/).
     """
-    specs = {s.name: s for s in contract.SPEAKER_ARRAYS}
-    missing = [s.name for s in contract.SPEAKER_ARRAYS if s.required and s.name not in arrays]
-    if missing:
-        raise ValueError(f"speaker {name}: missing arrays {missing}")
-    unknown = sorted(set(arrays) - set(specs))
-    if unknown:
-        raise ValueError(f"speaker {name}: arrays {unknown} are not in the data contract (docs/data_format.md)")
+    arrays = contract.cast_to_contract(arrays, contract.SPEAKER_ARRAYS, f"speaker {name}")
     num_frames = int(arrays["landmarks68"].shape[0])
     height, width = background.shape[:2]
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         for key, value in arrays.items():
-            np.save(tmp / f"{key}.npy", np.asarray(value, dtype=specs[key].dtype))
+            np.save(tmp / f"{key}.npy", value)
         import soundfile as sf   # the writer's only: readers (training, a GPU machine) need no audio library
 
         sf.write(tmp / contract.SPEAKER_AUDIO, np.clip(audio, -1, 1), contract.SAMPLE_RATE, subtype="PCM_16")
