@@ -36,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    with errors_as_exit(FileNotFoundError, ValueError):
+    with errors_as_exit():
         result = run(cfg)
     (first, end), (height, width) = result["val_frames"], result["resolution"]
     print(f"\n{cfg.speaker.name}, {cfg.renderer}, val frames {first}–{end - 1} at {width}x{height}:")

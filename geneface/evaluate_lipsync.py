@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate_lipsync")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    with errors_as_exit(FileNotFoundError, ValueError):
+    with errors_as_exit():
         result = run(cfg)
     print(f"\n{cfg.speaker.name}, {result['split']} split, {len(result['clips'])} clips, "
           f"model {result['model_stage']} ({result['wall_s']:.1f} s):")

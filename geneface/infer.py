@@ -20,7 +20,7 @@ from geneface.inference.landmarks import load_driving_audio, load_motion_model, 
 from geneface.inference.renderer import load_renderer
 from geneface.inference.talking_head import VIDEO, render_video, renderer_stage, resolve_background
 from geneface.media.audio import write_wav
-from geneface.utils.checkpoints import MissingCheckpointError, upstream_checkpoint
+from geneface.utils.checkpoints import upstream_checkpoint
 from geneface.utils.cli import check_choices, errors_as_exit, require_speaker_kind
 from geneface.utils.io import save_npy, temporary_dir_beside
 from geneface.utils.threads import set_threads
@@ -78,7 +78,7 @@ def infer(cfg: DictConfig) -> dict[str, Path]:
 @hydra.main(version_base="1.3", config_path="../configs", config_name="infer")
 def main(cfg: DictConfig) -> None:
     set_threads(cfg.runtime.threads)
-    with errors_as_exit(FileNotFoundError, ValueError, MissingCheckpointError):
+    with errors_as_exit():
         outputs = infer(cfg)
     print(f"landmarks: {outputs['lm3d']}")
     if "video" in outputs:

@@ -147,7 +147,8 @@ class RendererStage(L.LightningModule):
     def head_scores(rgb: torch.Tensor, batch: dict) -> dict[str, tuple]:
         """A head stage's val metrics: its head label's bounding box (val/psnr, val/ssim; left out of a
         frame without one), which is what the stage is judged on, and the full frame (val/psnr_full)."""
-        target, scored = batch["rgb"], {"val/psnr_full": (rgb, batch["rgb"])}
+        target = batch["rgb"]
+        scored = {"val/psnr_full": (rgb, target)}
         box = mask_box(batch["head_mask"])                                     # the head's bounding box
         if box is not None:
             scored.update({"val/psnr": (rgb[box], target[box]), "val/ssim": (rgb[box], target[box])})

@@ -67,13 +67,16 @@ def check_choices(argv: list[str], groups: tuple[str, ...] = ("speaker", "stage"
                 raise SystemExit(2)
 
 
+USER_ERRORS = (FileNotFoundError, ValueError)   # every error class of geneface's own subclasses one of these
+
+
 @contextmanager
-def errors_as_exit(*expected: type[BaseException]) -> Iterator[None]:
-    """An entry point's expected failures (a missing file, bad input: their messages already say what is
-    wrong and what to do) as one `error:` line and exit status 1 instead of a traceback; anything else
-    is a bug and keeps its traceback."""
+def errors_as_exit(*also: type[BaseException]) -> Iterator[None]:
+    """An entry point's expected failures (USER_ERRORS and `also`: a missing file, bad input, whose
+    messages already say what is wrong and what to do) as one `error:` line and exit status 1 instead of
+    a traceback; anything else is a bug and keeps its traceback."""
     try:
         yield
-    except expected as err:
+    except (*USER_ERRORS, *also) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

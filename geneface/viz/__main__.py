@@ -8,7 +8,6 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from geneface.media.errors import ProcessingError
 from geneface.utils.cli import errors_as_exit
 from geneface.viz.landmarks_video import write_landmarks_video
 
@@ -17,7 +16,7 @@ log = logging.getLogger("geneface.viz")
 
 @hydra.main(version_base="1.3", config_path="../../configs/viz", config_name="landmarks")
 def main(cfg: DictConfig) -> None:
-    with errors_as_exit(ProcessingError, ValueError, RuntimeError):
+    with errors_as_exit(RuntimeError):                          # RuntimeError: ffmpeg failed
         options = instantiate(cfg.render, views=OmegaConf.to_container(cfg.render.views))
         out = write_landmarks_video(cfg.npy, cfg.out, audio=cfg.audio, mean_shape=cfg.mean_shape,
                                     options=options, max_seconds=cfg.max_seconds)
