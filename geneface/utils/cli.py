@@ -67,7 +67,9 @@ def check_choices(argv: list[str], groups: tuple[str, ...] = ("speaker", "stage"
                 raise SystemExit(2)
 
 
-USER_ERRORS = (FileNotFoundError, ValueError)   # every error class of geneface's own subclasses one of these
+# what readers, loaders and processing raise for bad input; their own classes subclass one of these
+# (Missing-, Damaged-, WrongStage-, OutdatedCheckpointError, ProcessingError, DatasetError)
+USER_ERRORS = (FileNotFoundError, ValueError)
 
 
 @contextmanager
